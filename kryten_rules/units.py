@@ -17,9 +17,7 @@ _RANK_NAMES = {v: k for k, v in RANKS.items()}
 
 # `45s`, `5m`, `1h30m`, `2d`, optionally fractional parts (`1.5h`), or a bare number.
 _NUM = r"\d+(?:\.\d+)?"
-DURATION_PATTERN = (
-    rf"^\s*(?:{_NUM}|(?=\d)(?:{_NUM}d)?(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?)\s*$"
-)
+DURATION_PATTERN = rf"^\s*(?:{_NUM}|(?=\d)(?:{_NUM}d)?(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?)\s*$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _PART_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}

@@ -1,0 +1,441 @@
+"""Stage 2b, semantic checks: what a schema cannot say.
+
+Each check walks the already-loaded nodes, so every diagnostic points at the
+exact key or value it is about. Checks never stop at the first problem and
+never raise; they return diagnostics. Nothing here imports the runtime (engine,
+LLM, NATS): ``validate`` and ``run`` share this code and can never disagree.
+"""
+
+from __future__ import annotations
+
+import difflib
+import linecache
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .diagnostics import Diagnostic, Span, error, warning
+from .templates import check_template
+from .units import parse_duration, parse_rank
+from .yamlload import Node
+
+PROMPT_KEYS = ("prompt", "prompt_file", "reply")
+TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".txt", ".md")
+
+
+@dataclass(slots=True)
+class RuleFile:
+    """A rule file whose document passed the schema."""
+
+    path: Path
+    root: Node
+    home: Path  # the rule set's directory tree: prompt files must stay inside it
+
+    @property
+    def rules(self) -> list[Node]:
+        return [r for r in seq(self.root.get("rules")) if r.is_map]
+
+    @property
+    def defaults(self) -> Node | None:
+        node = self.root.get("defaults")
+        return node if node is not None and node.is_map else None
+
+
+def seq(node: Node | None) -> list[Node]:
+    """The items of a sequence node; nothing for anything else.
+
+    Semantic checks also run on files the schema rejected (so every problem is
+    reported in one run), so they must take any shape without raising.
+    """
+    return list(node.value) if node is not None and node.is_seq else []
+
+
+def _re2_options():  # imported lazily: the checker is also used by tools that never match
+    import re2
+
+    opts = re2.Options()
+    opts.log_errors = False
+    return re2, opts
+
+
+def regex_problem(pattern: str) -> str | None:
+    """RE2's reason for rejecting a pattern, or None when it compiles."""
+    re2, opts = _re2_options()
+    try:
+        re2.compile(pattern, opts)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else str(exc)
+        return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+    return None
+
+
+def template_span(node: Node, template_line: int, needle: str = "") -> Span:
+    """Where line ``template_line`` of an inline template stands in the YAML file.
+
+    Jinja knows lines, not columns: the column is found by looking for the
+    offending text on that line of the file.
+    """
+    offset = template_line - 1 + (1 if node.block else 0)
+    line = node.span.line + offset
+    text = linecache.getline(node.span.file, line)
+    column = node.span.column if offset == 0 else len(text) - len(text.lstrip()) + 1
+    if needle:
+        found = text.find(needle, column - 1)
+        if found >= 0:
+            column = found + 1
+    return Span(node.span.file, line, column)
+
+
+def file_span(path: Path, template_line: int, needle: str = "") -> Span:
+    column = 1
+    if needle:
+        column = linecache.getline(str(path), template_line).find(needle) + 1 or 1
+    return Span(str(path), template_line, column)
+
+
+def check_template_node(node: Node, what: str) -> Iterator[Diagnostic]:
+    if not isinstance(node.value, str):
+        return
+    for p in check_template(node.value):
+        yield error(p.code, f"{what}: {p.message}", template_span(node, p.line, p.needle), p.hint)
+
+
+def resolve_template_file(rf: RuleFile, node: Node) -> tuple[Path | None, Diagnostic | None]:
+    """The path a ``prompt_file``/``system_prompt_file`` names, if it is allowed and exists."""
+    raw = node.value
+    target = (rf.path.parent / raw).resolve()
+    home = rf.home.resolve()
+    if not target.is_relative_to(home):
+        return None, error(
+            "prompt-file-outside",
+            f"{raw!r} is outside the rule set's directory {str(home)!r}",
+            node.span,
+            "keep prompt templates beside the rules, e.g. in prompts/",
+        )
+    if target.suffix.lower() not in TEMPLATE_SUFFIXES or target.name.startswith("."):
+        return None, error(
+            "prompt-file-type",
+            f"{raw!r} is not a template file ({', '.join(TEMPLATE_SUFFIXES)})",
+            node.span,
+        )
+    if not target.is_file():
+        return None, error("prompt-file-missing", f"prompt file {raw!r} does not exist", node.span)
+    return target, None
+
+
+def check_template_file(rf: RuleFile, node: Node, what: str) -> Iterator[Diagnostic]:
+    target, problem = resolve_template_file(rf, node)
+    if problem is not None:
+        yield problem
+        return
+    assert target is not None
+    try:
+        source = target.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        yield error("prompt-file-unreadable", f"cannot read {node.value!r}: {exc}", node.span)
+        return
+    for p in check_template(source):
+        yield error(p.code, f"{what}: {p.message}", file_span(target, p.line, p.needle), p.hint)
+
+
+def _rank_pair(node: Node | None) -> tuple[int | None, int | None]:
+    if node is None or not node.is_map:
+        return None, None
+    lo = node.get("min")
+    hi = node.get("max")
+    try:
+        return (
+            parse_rank(lo.value) if lo is not None else None,
+            parse_rank(hi.value) if hi is not None else None,
+        )
+    except ValueError:
+        return None, None
+
+
+def check_rank_range(node: Node | None, what: str) -> Iterator[Diagnostic]:
+    lo, hi = _rank_pair(node)
+    if node is not None and lo is not None and hi is not None and lo > hi:
+        yield error(
+            "rank-range",
+            f"{what}: min rank {lo} is above max rank {hi}, so nothing is in range",
+            node.key_span("min"),
+        )
+
+
+def _duration(node: Node | None) -> float | None:
+    if node is None:
+        return None
+    try:
+        return parse_duration(node.value)
+    except ValueError:
+        return None
+
+
+def check_media_range(when: Node | None) -> Iterator[Diagnostic]:
+    media = when.get("media") if when is not None else None
+    if media is None or not media.is_map:
+        return
+    lo, hi = _duration(media.get("min_duration")), _duration(media.get("max_duration"))
+    if lo is not None and hi is not None and lo > hi:
+        yield error(
+            "duration-range",
+            "when.media: min_duration is above max_duration, so no media matches",
+            media.key_span("min_duration"),
+        )
+
+
+def effective(rule: Node, defaults: Node | None, key: str) -> Node | None:
+    node = rule.get(key)
+    if node is None and defaults is not None:
+        node = defaults.get(key)
+    return node
+
+
+def check_rule(
+    rf: RuleFile, rule: Node, chains: Mapping[str, object] | None
+) -> Iterator[Diagnostic]:
+    rid = rule.get("id")
+    name = rid.value if rid is not None else "?"
+    present = [k for k in PROMPT_KEYS if k in rule.value]
+    if len(present) != 1:
+        span = rule.key_span(present[1]) if len(present) > 1 else rule.span
+        msg = (
+            f"rule {name!r} has {' and '.join(present)}: give exactly one"
+            if present
+            else f"rule {name!r} says nothing: give one of prompt, prompt_file or reply"
+        )
+        yield error("prompt-choice", msg, span)
+    for key in ("prompt", "reply", "fallback_reply"):
+        node = rule.get(key)
+        if node is not None:
+            yield from check_template_node(node, f"{key} of rule {name!r}")
+    node = rule.get("prompt_file")
+    if node is not None and isinstance(node.value, str):
+        yield from check_template_file(rf, node, f"prompt_file of rule {name!r}")
+    match = rule.get("match")
+    if match is not None:
+        for pat in seq(match.get("regex")):
+            if isinstance(pat.value, str):
+                reason = regex_problem(pat.value)
+                if reason:
+                    hint = (
+                        "RE2 has no look-around or back-references; match more text instead"
+                        if any(s in pat.value for s in ("(?=", "(?!", "(?<", "\\1", "\\2"))
+                        else None
+                    )
+                    yield error("bad-regex", f"RE2 rejects {pat.value!r}: {reason}", pat.span, hint)
+    when = rule.get("when")
+    if when is not None and when.is_map:
+        yield from check_rank_range(when.get("rank"), f"when.rank of rule {name!r}")
+        yield from check_media_range(when)
+    if chains is not None and "reply" not in rule.value:
+        chain = effective(rule, rf.defaults, "chain")
+        chain_name = chain.value if chain is not None else "default"
+        if isinstance(chain_name, str) and chain_name not in chains:
+            known = sorted(chains)
+            close = difflib.get_close_matches(chain_name, known, n=1)
+            yield error(
+                "unknown-chain",
+                f"rule {name!r} uses chain {chain_name!r}, which the service config does not "
+                "define" + ("" if chain is not None else " (implied default)"),
+                chain.span if chain is not None else rule.span,
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"defined chains: {', '.join(known)}"
+                if known
+                else "define it under chains: in the service config",
+            )
+
+
+def check_rule_file(rf: RuleFile, chains: Mapping[str, object] | None) -> Iterator[Diagnostic]:
+    persona = rf.root.get("persona")
+    if persona is not None and persona.is_map:
+        sp = persona.get("system_prompt")
+        spf = persona.get("system_prompt_file")
+        if sp is not None and spf is not None:
+            yield error(
+                "prompt-choice",
+                "persona has system_prompt and system_prompt_file: give at most one",
+                persona.key_span("system_prompt_file"),
+            )
+        if sp is not None:
+            yield from check_template_node(sp, "persona system_prompt")
+        if spf is not None and isinstance(spf.value, str):
+            yield from check_template_file(rf, spf, "persona system_prompt_file")
+    for i, entry in enumerate(seq(rf.root.get("ranks"))):
+        yield from check_rank_range(entry, f"ranks[{i}]")
+    defaults = rf.defaults
+    if defaults is not None:
+        fb = defaults.get("fallback_reply")
+        if fb is not None:
+            yield from check_template_node(fb, "defaults.fallback_reply")
+        when = defaults.get("when")
+        if when is not None and when.is_map:
+            yield from check_rank_range(when.get("rank"), "defaults.when.rank")
+    for rule in rf.rules:
+        yield from check_rule(rf, rule, chains)
+
+
+# --- checks across the whole rule set ------------------------------------------
+
+
+def _once_per_set(
+    files: list[RuleFile], key: str, sub: str | None, code: str, what: str
+) -> Iterator[Diagnostic]:
+    first: Span | None = None
+    for rf in files:
+        node = rf.root.get(key)
+        if node is not None and sub is not None:
+            if not node.is_map:
+                continue
+            parent = node
+            node = node.get(sub)
+            span = parent.key_span(sub) if node is not None else None
+        else:
+            span = rf.root.key_span(key) if node is not None else None
+        if span is None:
+            continue
+        if first is None:
+            first = span
+        else:
+            yield error(
+                code,
+                f"{what} is already defined at {first}",
+                span,
+                "a rule set has one; keep it in one file",
+            )
+
+
+def check_duplicate_ids(files: list[RuleFile]) -> Iterator[Diagnostic]:
+    seen: dict[str, Span] = {}
+    for rf in files:
+        for rule in rf.rules:
+            rid = rule.get("id")
+            if rid is None or not isinstance(rid.value, str):
+                continue
+            if rid.value in seen:
+                yield error(
+                    "duplicate-id",
+                    f"rule id {rid.value!r} is already used at {seen[rid.value]}",
+                    rid.span,
+                    "ids key cooldown state, so each must be unique",
+                )
+            else:
+                seen[rid.value] = rid.span
+
+
+def _match_terms(match: Node | None) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    if match is None or not match.is_map:
+        return out
+    for key, node in match.items():
+        if key == "mention":
+            if node.value is True:
+                out[key] = frozenset({"@"})
+        elif node.is_seq:
+            out[key] = frozenset(str(n.value).lower() for n in node.value)
+    return out
+
+
+def _always_matches_before(a: dict[str, frozenset[str]], b: dict[str, frozenset[str]]) -> bool:
+    """True when every text that satisfies match ``b`` also satisfies match ``a``."""
+    if not a:
+        return True
+    if a == b:
+        return True
+    if set(a) - {"any", "mention"}:
+        return False  # all/regex/none in the earlier rule: too hard to prove, stay quiet
+    if "none" in b or "regex" in b:
+        pass  # b being narrower does not stop a from matching
+    if "mention" in a and "mention" in b and "any" not in a:
+        return True
+    if "any" in a and "mention" not in a:
+        if "any" in b and b["any"] <= a["any"] and "mention" not in b:
+            return True
+        if "all" in b and b["all"] & a["any"]:
+            return True
+    return False
+
+
+def _blocks_itself(rule: Node, defaults: Node | None) -> bool:
+    """Whether a rule has a gate of its own that lets later rules through sometimes."""
+    if rule.get("when") is not None or effective(rule, defaults, "when") is not None:
+        return True
+    prob = effective(rule, defaults, "probability")
+    if prob is not None and prob.value != 1:
+        return True
+    enabled = effective(rule, defaults, "enabled")
+    if enabled is not None and enabled.value is False:
+        return True
+    if effective(rule, defaults, "limit") is not None:
+        return True
+    cd = effective(rule, defaults, "cooldown")
+    return cd is not None and cd.is_map and any(k in cd.value for k in ("rule", "user_rule"))
+
+
+def check_shadowed(files: list[RuleFile]) -> Iterator[Diagnostic]:
+    ordered: list[tuple[int, int, Node, Node | None]] = []
+    for rf in files:
+        for rule in rf.rules:
+            if rule.is_map and isinstance(rule.value.get("id", Node(None, rule.span)).value, str):
+                prio = effective(rule, rf.defaults, "priority")
+                p = prio.value if prio is not None and isinstance(prio.value, int) else 0
+                ordered.append((-p, len(ordered), rule, rf.defaults))
+    ordered.sort(key=lambda t: (t[0], t[1]))
+    for i, (_, _, b, bdef) in enumerate(ordered):
+        b_on = (effective(b, bdef, "on") or Node("chatmsg", b.span)).value
+        b_terms = _match_terms(b.get("match"))
+        for _, _, a, adef in ordered[:i]:
+            a_on = (effective(a, adef, "on") or Node("chatmsg", a.span)).value
+            if a_on != b_on or _blocks_itself(a, adef):
+                continue
+            if _always_matches_before(_match_terms(a.get("match")), b_terms):
+                aid = a.value["id"].value
+                yield warning(
+                    "shadowed",
+                    f"rule {b.value['id'].value!r} can never fire: shadowed by {aid!r}",
+                    b.value["id"].span,
+                    f"{aid!r} is tried first (higher priority or earlier in the files) and "
+                    "always matches; lower its priority or narrow its match",
+                )
+                break
+
+
+def check_rule_set(files: list[RuleFile], chains: Mapping[str, object] | None) -> list[Diagnostic]:
+    """All semantic checks of a rule set: per rule, per file, and across files."""
+    out: list[Diagnostic] = []
+    for rf in files:
+        out.extend(check_rule_file(rf, chains))
+    out.extend(check_duplicate_ids(files))
+    out.extend(_once_per_set(files, "persona", None, "duplicate-persona", "the persona"))
+    out.extend(_once_per_set(files, "ranks", None, "duplicate-ranks", "ranks"))
+    out.extend(_once_per_set(files, "limits", "global", "duplicate-limits", "limits.global"))
+    out.extend(_once_per_set(files, "limits", "user", "duplicate-limits", "limits.user"))
+    out.extend(check_shadowed(files))
+    return out
+
+
+def check_config(root: Node) -> Iterator[Diagnostic]:
+    """Semantic checks of a service config: chains name defined models."""
+    models = root.get("models")
+    names = set(models.value) if models is not None and models.is_map else set()
+    chains = root.get("chains")
+    for cname, chain in chains.items() if chains is not None else ():
+        for m in seq(chain.get("models")):
+            if isinstance(m.value, str) and m.value not in names:
+                close = difflib.get_close_matches(m.value, sorted(names), n=1)
+                yield error(
+                    "unknown-model",
+                    f"chain {cname!r} uses model {m.value!r}, which is not defined under models:",
+                    m.span,
+                    f"did you mean {close[0]!r}?" if close else None,
+                )
+
+
+def rule_ids(files: Iterable[RuleFile]) -> set[str]:
+    return {
+        r.value["id"].value
+        for rf in files
+        for r in rf.rules
+        if r.is_map and "id" in r.value and isinstance(r.value["id"].value, str)
+    }

@@ -1,0 +1,237 @@
+"""Stages 1-3 strung together: paths in, diagnostics and a ``RuleSet`` out.
+
+``validate``, ``test``, ``explain``, ``replay`` and the running service all
+come through here, so CI and production can never disagree about a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checks import RuleFile, check_config, check_rule_set, resolve_template_file, rule_ids
+from .compile import compile_rules, digest_of
+from .config import ServiceConfig, config_from_plain
+from .diagnostics import Diagnostic, RuleSetError, Span, error
+from .ruleset import RuleSet
+from .schema import check_schema, file_kind
+from .yamlload import Node, load_file
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(slots=True)
+class Checked:
+    """The outcome of loading and checking a set of paths."""
+
+    rule_files: list[RuleFile] = field(default_factory=list)
+    configs: list[tuple[Path, Node]] = field(default_factory=list)
+    tests: list[tuple[Path, Node]] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    raw: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], list[Diagnostic]]:
+    """Every YAML file under ``paths``, each with its rule-set home directory.
+
+    A directory contributes all ``*.yaml``/``*.yml`` below it, in sorted order
+    so that "ties keep file order" is the same on every machine.
+    """
+    found: list[tuple[Path, Path]] = []
+    diags: list[Diagnostic] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.suffix in YAML_SUFFIXES and f.is_file())
+            home = p.resolve().parent
+        elif p.is_file():
+            files = [p]
+            home = p.resolve().parent.parent
+        else:
+            diags.append(
+                error("missing-path", f"no such file or directory: {str(p)!r}", Span(str(p)))
+            )
+            continue
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append((f, home))
+    return found, diags
+
+
+def check_paths(
+    paths: Iterable[str | Path],
+    *,
+    config: ServiceConfig | None = None,
+    kinds: Sequence[str] = ("rules", "config", "test"),
+) -> Checked:
+    """Load and check every file under ``paths``: all diagnostics, never an exception."""
+    out = Checked()
+    files, out.diagnostics = discover(paths)
+    for path, home in files:
+        doc = load_file(path)
+        out.diagnostics.extend(doc.diagnostics)
+        if doc.root is None:
+            continue
+        kind = file_kind(doc.root)
+        if kind is None or kind not in kinds:
+            want = " or ".join(
+                f"{k!r}" for k in ("kryten_rules", "kryten_rules_config", "kryten_rules_test")
+            )
+            out.diagnostics.append(
+                error(
+                    "unknown-file-kind",
+                    "not a kryten-rules file: the first key should be " + want
+                    if kind is None
+                    else f"a {kind} file is not expected here",
+                    doc.root.span,
+                    "rule files start with `kryten_rules: 1`",
+                )
+            )
+            continue
+        schema_diags = check_schema(doc.root, kind)
+        out.diagnostics.extend(schema_diags)
+        if kind == "rules":
+            # Semantic checks run even where the schema failed (they take any
+            # shape), so one run reports everything; compile only runs when clean.
+            out.rule_files.append(RuleFile(path, doc.root, home))
+            out.raw[str(path)] = path.read_bytes()
+        elif kind == "config":
+            out.diagnostics.extend(check_config(doc.root))
+            out.configs.append((path, doc.root))
+        else:
+            out.tests.append((path, doc.root))
+    chains = None
+    if config is not None:
+        chains = config.chains
+    elif len(out.configs) == 1 and not any(
+        d.is_error for d in out.diagnostics if d.span.file == str(out.configs[0][0])
+    ):
+        chains = config_from_plain(out.configs[0][1].plain(), out.configs[0][0]).chains
+    if out.rule_files:
+        out.diagnostics.extend(check_rule_set(out.rule_files, chains))
+        _read_templates(out)
+    for path, root in out.tests:
+        out.diagnostics.extend(_check_test_refs(path, root))
+    return out
+
+
+def _read_templates(out: Checked) -> None:
+    """Add prompt files to ``raw`` so a change to one is a change of the rule set."""
+    for rf in out.rule_files:
+        nodes = [r.get("prompt_file") for r in rf.rules if r.is_map]
+        persona = rf.root.get("persona")
+        if persona is not None:
+            nodes.append(persona.get("system_prompt_file"))
+        for node in nodes:
+            if node is None or not isinstance(node.value, str):
+                continue
+            target, _ = resolve_template_file(rf, node)
+            if target is not None:
+                with contextlib.suppress(OSError):
+                    out.raw[str(target)] = target.read_bytes()
+
+
+def _check_test_refs(path: Path, root: Node) -> list[Diagnostic]:
+    """A rule-test file's paths exist, and the rules it expects are in its rule set."""
+    diags: list[Diagnostic] = []
+    rules = root.get("rules")
+    targets = [rules] if rules is not None and not rules.is_seq else (rules.value if rules else [])
+    rule_paths = []
+    for node in targets:
+        p = path.parent / str(node.value)
+        if not p.exists():
+            diags.append(
+                error("missing-path", f"rules path {str(node.value)!r} does not exist", node.span)
+            )
+        else:
+            rule_paths.append(p)
+    cfg = root.get("config")
+    if cfg is not None and not (path.parent / str(cfg.value)).is_file():
+        diags.append(error("missing-path", f"config {str(cfg.value)!r} does not exist", cfg.span))
+    if diags or not rule_paths:
+        return diags
+    checked = check_paths(rule_paths, kinds=("rules",))
+    if not checked.ok:
+        return diags  # the rule files report their own errors when validated
+    ids = rule_ids(checked.rule_files)
+    for case in root.get("cases").value if root.get("cases") else []:
+        for ev in case.get("events").value if case.get("events") else []:
+            exp = ev.get("expect")
+            fires = exp.get("fires") if exp is not None else None
+            if fires is not None and fires.value not in ids:
+                diags.append(
+                    error("unknown-rule", f"no rule {fires.value!r} in the rule set", fires.span)
+                )
+    return diags
+
+
+def load_config(path: str | Path) -> ServiceConfig:
+    """Load and check a service config; raises :class:`RuleSetError` on any error."""
+    p = Path(path)
+    doc = load_file(p)
+    diags = list(doc.diagnostics)
+    if doc.root is not None:
+        if file_kind(doc.root) != "config":
+            diags.append(
+                error(
+                    "unknown-file-kind",
+                    "not a service config: it should start with `kryten_rules_config: 1`",
+                    doc.root.span,
+                )
+            )
+        else:
+            diags.extend(check_schema(doc.root, "config"))
+            diags.extend(check_config(doc.root))
+    if doc.root is None or any(d.is_error for d in diags):
+        raise RuleSetError(diags)
+    return config_from_plain(doc.root.plain(), p)
+
+
+def build_ruleset(
+    paths: Iterable[str | Path], config: ServiceConfig | None = None, *, bot_name: str | None = None
+) -> tuple[RuleSet | None, list[Diagnostic]]:
+    """Load, check and compile; the rule set is ``None`` when any error was found."""
+    checked = check_paths(paths, config=config, kinds=("rules",))
+    diags = checked.diagnostics
+    if not checked.rule_files and checked.ok:
+        diags.append(error("no-rules", "no rule files found", Span(str(next(iter(paths), "")))))
+    if not checked.ok:
+        return None, diags
+    name = bot_name if bot_name is not None else (config.bot_name if config else "")
+    return (
+        compile_rules(checked.rule_files, bot_name=name, digest=digest_of(checked.raw)),
+        diags,
+    )
+
+
+def load_ruleset(
+    paths: Iterable[str | Path] | str | Path,
+    config: ServiceConfig | str | Path | None = None,
+    *,
+    bot_name: str | None = None,
+) -> RuleSet:
+    """Load, check and compile rule files into a :class:`RuleSet`.
+
+    ``paths`` are rule files or directories; ``config`` is a
+    :class:`ServiceConfig` or the path of one (it names the chains rules may
+    use and the bot's username, which ``match.mention`` answers to). Raises
+    :class:`RuleSetError` carrying every diagnostic when anything is wrong.
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    paths = list(paths)
+    if isinstance(config, str | Path):
+        config = load_config(config)
+    ruleset, diags = build_ruleset(paths, config, bot_name=bot_name)
+    if ruleset is None:
+        raise RuleSetError(diags)
+    return ruleset

@@ -1,0 +1,96 @@
+"""Words, phrases, mentions and regexes as RE2 patterns, and the text they run on.
+
+All matching is RE2 (linear time: no catastrophic backtracking whatever a
+moderator writes) and case-insensitive. Whole-word boundaries use RE2's
+``\\b`` where the word begins or ends with an ASCII word character; RE2's
+``\\b`` is ASCII-only and a Unicode class on every pattern makes large sets
+fail to compile, so words that begin or end with another letter get an
+explicit Unicode boundary on that side only.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import re2
+
+_ASCII_WORD = re.compile(r"[A-Za-z0-9_]")
+_TAG = re.compile(r"<[^>]{0,2000}>")
+_SPACE = re.compile(r"\s+")
+_UNI_BEFORE = r"(?:^|[^\pL\pN_])"
+_UNI_AFTER = r"(?:$|[^\pL\pN_])"
+SET_MAX_MEM = 256 << 20
+
+
+def options() -> Any:
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.case_sensitive = False
+    opts.max_mem = SET_MAX_MEM
+    return opts
+
+
+def normalise(text: str) -> str:
+    """Chat text as people read it: CyTube HTML-escapes chat and wraps links in tags."""
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def word_pattern(word: str) -> str:
+    """A whole-word, whitespace-tolerant pattern for a word or phrase."""
+    parts = [re2.escape(p) for p in word.split()]
+    body = r"\s+".join(parts) if parts else re2.escape(word)
+    stripped = word.strip()
+    before = (
+        r"\b"
+        if _ASCII_WORD.match(stripped[:1])
+        else (_UNI_BEFORE if stripped[:1].isalnum() else "")
+    )
+    after = (
+        r"\b"
+        if _ASCII_WORD.match(stripped[-1:])
+        else (_UNI_AFTER if stripped[-1:].isalnum() else "")
+    )
+    return f"{before}{body}{after}"
+
+
+def mention_pattern(names: Iterable[str]) -> str | None:
+    """The bot's name, ``@name`` or any alias, as whole words."""
+    alts = sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True)
+    if not alts:
+        return None
+    return "(?:" + "|".join(f"@?{word_pattern(a)}" for a in alts) + ")"
+
+
+def compile_one(pattern: str) -> Any:
+    return re2.compile(pattern, options())
+
+
+def compile_set(patterns: Iterable[str]) -> Any:
+    """One RE2 set of every pattern; ``Match(text)`` returns the indices present."""
+    s = re2.Set.SearchSet(options())
+    for p in patterns:
+        s.Add(p)
+    s.Compile()
+    return s
+
+
+def strip_mention(text: str, rx: Any | None) -> str:
+    """The message without the words that addressed the bot (``cynthia, ...`` -> ``...``)."""
+    if rx is None:
+        return text
+    out = []
+    pos = 0
+    for m in rx.finditer(text):
+        out.append(text[pos : m.start()])
+        pos = m.end()
+        while pos < len(text) and text[pos] in ",:;!?":
+            pos += 1
+    out.append(text[pos:])
+    return _SPACE.sub(" ", "".join(out)).strip(" ,:;")

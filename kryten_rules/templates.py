@@ -1,0 +1,211 @@
+"""Prompt and reply templates: Jinja2, sandboxed, with a fixed set of names.
+
+Rule files are written by moderators, who are trusted to shape what the bot
+says, not to run code. So templates:
+
+* render in an ``ImmutableSandboxedEnvironment`` (no mutation of values, no
+  access to ``_private`` attributes, no unsafe callables);
+* have no loader: ``include``/``extends``/``import`` cannot read files;
+* see only the variables of RULES.md; an unknown name, or an attribute that
+  begins with ``_``, is an error at *validate* time (static check of the
+  template's AST), and ``StrictUndefined`` makes any miss at render time an
+  error rather than an empty string.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from jinja2 import StrictUndefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# RULES.md "Template variables", with the attributes each structured one has.
+VARIABLES: dict[str, frozenset[str] | None] = {
+    "user": frozenset({"name", "rank", "rank_name"}),
+    "message": None,
+    "text": None,
+    "match": None,
+    "groups": None,
+    "media": frozenset({"title", "duration", "type", "id"}),
+    "history": None,
+    "persona": frozenset({"name", "aliases"}),
+    "channel": None,
+    "rule": frozenset({"id", "description"}),
+    "now": None,
+}
+MAX_OUTPUT_CHARS = 20_000  # a prompt longer than this is a template bug (or an attack)
+MAX_RANGE = 1_000  # like Jinja's own sandbox constant, but tighter: prompts are small
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be used; ``line`` is relative to the template's first line."""
+
+    def __init__(
+        self, code: str, message: str, line: int = 1, hint: str | None = None, needle: str = ""
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.line = line
+        self.hint = hint
+        self.needle = needle  # the text the problem is about, to find its column
+
+
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, tightened: no private attributes even through ``attr()``/getitem."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if attr.startswith("_"):
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+
+def _safe_range(*args: int) -> range:
+    r = range(*args)
+    if len(r) > MAX_RANGE:
+        raise SecurityError(f"range too big (more than {MAX_RANGE} items)")
+    return r
+
+
+@cache
+def environment() -> _Env:
+    env = _Env(
+        undefined=StrictUndefined,
+        autoescape=False,  # plain text for the model and the chat, not HTML
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        loader=None,
+    )
+    env.globals.clear()
+    env.globals["range"] = _safe_range
+    return env
+
+
+def _walk_problems(ast: nodes.Template) -> Iterator[TemplateProblem]:
+    env = environment()
+    for node in ast.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+        yield TemplateProblem(
+            "template-include",
+            "templates cannot include, extend or import other templates",
+            node.lineno,
+            "use prompt_file for a long template",
+        )
+    for node in ast.find_all(nodes.Getattr):
+        if node.attr.startswith("_"):
+            yield TemplateProblem(
+                "template-unsafe",
+                f"attribute {node.attr!r} is not allowed: names starting with '_' are private",
+                node.lineno,
+                needle=node.attr,
+            )
+    for node in ast.find_all(nodes.Getitem):
+        if isinstance(node.arg, nodes.Const) and str(node.arg.value).startswith("_"):
+            yield TemplateProblem(
+                "template-unsafe",
+                f"item {node.arg.value!r} is not allowed: names starting with '_' are private",
+                node.lineno,
+                needle=str(node.arg.value),
+            )
+    for node in ast.find_all(nodes.Filter):
+        if node.name not in env.filters:
+            yield TemplateProblem(
+                "template-unknown-filter",
+                f"unknown filter {node.name!r}",
+                node.lineno,
+                needle=node.name,
+            )
+    for node in ast.find_all(nodes.Test):
+        if node.name not in env.tests:
+            yield TemplateProblem(
+                "template-unknown-test",
+                f"unknown test {node.name!r}",
+                node.lineno,
+                needle=node.name,
+            )
+
+
+def _undeclared(ast: nodes.Template) -> dict[str, int]:
+    """Names the template reads from its context, with the first line each is used on."""
+    from jinja2 import meta
+
+    free = meta.find_undeclared_variables(ast)
+    first: dict[str, int] = {}
+    for node in ast.find_all(nodes.Name):
+        if node.ctx == "load" and node.name in free and node.name not in first:
+            first[node.name] = node.lineno
+    for name in free:
+        first.setdefault(name, 1)
+    return first
+
+
+def check_template(
+    source: str, names: Mapping[str, frozenset[str] | None] = VARIABLES
+) -> list[TemplateProblem]:
+    """Every problem of one template, found without rendering it."""
+    env = environment()
+    try:
+        ast = env.parse(source)
+    except TemplateSyntaxError as exc:
+        return [TemplateProblem("template-syntax", exc.message or str(exc), exc.lineno or 1)]
+    problems = list(_walk_problems(ast))
+    free = _undeclared(ast)
+    known = sorted(names)
+    for name, line in sorted(free.items(), key=lambda kv: kv[1]):
+        if name not in names:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known names: {', '.join(known)}"
+            problems.append(
+                TemplateProblem(
+                    "template-unknown-name",
+                    f"unknown template variable {name!r}",
+                    line,
+                    hint,
+                    needle=name,
+                )
+            )
+    for node in ast.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name in free:
+            attrs = names.get(node.node.name)
+            if attrs is not None and node.attr not in attrs and not node.attr.startswith("_"):
+                problems.append(
+                    TemplateProblem(
+                        "template-unknown-name",
+                        f"{node.node.name!r} has no attribute {node.attr!r}",
+                        node.lineno,
+                        f"{node.node.name} has: {', '.join(sorted(attrs))}",
+                        needle=f".{node.attr}",
+                    )
+                )
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """A template ready to render; rendering errors surface as ``TemplateProblem``."""
+
+    source: str
+    _template: Any
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        try:
+            out = self._template.render(context)
+        except SecurityError as exc:
+            raise TemplateProblem("template-unsafe", f"blocked by the sandbox: {exc}") from exc
+        except TemplateError as exc:
+            raise TemplateProblem("template-render", f"cannot render: {exc}") from exc
+        except Exception as exc:  # a filter fed the wrong type, a division by zero, ...
+            raise TemplateProblem("template-render", f"cannot render: {exc!r}") from exc
+        if len(out) > MAX_OUTPUT_CHARS:
+            out = out[:MAX_OUTPUT_CHARS]
+        return out.strip()
+
+
+def compile_template(source: str) -> CompiledTemplate:
+    """Compile a template that :func:`check_template` accepted."""
+    return CompiledTemplate(source, environment().from_string(source))
