@@ -1,0 +1,43 @@
+"""LLM dispatch: fallback chains of LiteLLM models.
+
+Importing this package does not import LiteLLM (about 2 s): that happens on
+the first call, or in :meth:`ChainRunner.prepare` / :func:`load_litellm`.
+"""
+
+from .chain import (
+    BREAKER_FAILURES,
+    DEFAULT_RETRY_AFTER,
+    OUTCOMES,
+    Attempt,
+    ChainResult,
+    ChainRunner,
+)
+from .litellm_client import (
+    FAILURE_OUTCOMES,
+    Completion,
+    CompletionError,
+    CompletionResult,
+    LiteLLMCompletion,
+    check_api_keys,
+    classify_exception,
+    load_litellm,
+    parse_retry_after,
+)
+
+__all__ = [
+    "BREAKER_FAILURES",
+    "DEFAULT_RETRY_AFTER",
+    "FAILURE_OUTCOMES",
+    "OUTCOMES",
+    "Attempt",
+    "ChainResult",
+    "ChainRunner",
+    "Completion",
+    "CompletionError",
+    "CompletionResult",
+    "LiteLLMCompletion",
+    "check_api_keys",
+    "classify_exception",
+    "load_litellm",
+    "parse_retry_after",
+]

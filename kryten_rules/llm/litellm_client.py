@@ -1,0 +1,484 @@
+"""One model call through LiteLLM, with its failures sorted into outcomes.
+
+LiteLLM is imported lazily (its import takes about 2 s and, unless told
+otherwise, fetches a price map from the network): nothing here imports it
+until the first call or :func:`load_litellm`. Before that import we set
+``LITELLM_LOCAL_MODEL_COST_MAP`` and ``LITELLM_OFFLINE_MODE``; after it we keep
+LiteLLM's loggers to themselves and switch off its debug prints.
+
+A :class:`Completion` turns ``(model, messages, timeout)`` into a
+:class:`CompletionResult` or raises :class:`CompletionError` with one of the
+outcomes ``timeout``, ``rate_limited``, ``server_error``, ``refused`` or
+``bad_response``. :class:`kryten_rules.llm.chain.ChainRunner` owns the chain
+(order, deadline, circuit breakers, Retry-After); this module owns one call.
+
+API keys are read from the environment variable a model names, at call time,
+and never logged: error texts have the key's value masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Final, Protocol, runtime_checkable
+
+from ..config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+OUTCOME_TIMEOUT: Final = "timeout"
+OUTCOME_RATE_LIMITED: Final = "rate_limited"
+OUTCOME_SERVER_ERROR: Final = "server_error"
+OUTCOME_REFUSED: Final = "refused"
+OUTCOME_BAD_RESPONSE: Final = "bad_response"
+FAILURE_OUTCOMES: Final = frozenset(
+    {
+        OUTCOME_TIMEOUT,
+        OUTCOME_RATE_LIMITED,
+        OUTCOME_SERVER_ERROR,
+        OUTCOME_REFUSED,
+        OUTCOME_BAD_RESPONSE,
+    }
+)
+
+LITELLM_LOGGERS: Final = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
+MAX_ERROR_CHARS: Final = 300
+
+_litellm: ModuleType | None = None
+_import_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------
+# lazy import
+
+
+def _quiet_litellm_loggers() -> None:
+    for name in LITELLM_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
+def litellm_loaded() -> bool:
+    """True once :func:`load_litellm` has imported LiteLLM."""
+    return _litellm is not None
+
+
+def load_litellm() -> ModuleType:
+    """Import LiteLLM once, offline and quiet; return the module.
+
+    Blocking (about 2 s the first time): from async code prefer
+    ``await LiteLLMCompletion().prepare()``, which runs it in a thread.
+    """
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    with _import_lock:
+        if _litellm is None:
+            # Set before the import: otherwise it fetches a price map from the
+            # network and may download tokenizers.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+            _quiet_litellm_loggers()
+            import litellm
+
+            litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" prints
+            litellm.set_verbose = False
+            litellm.telemetry = False  # older releases; the SDK sends none in 1.110
+            _quiet_litellm_loggers()  # its import configures them again
+            _litellm = litellm
+    return _litellm
+
+
+# --------------------------------------------------------------------------
+# the protocol
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    """A usable reply: non-blank text and what it cost, where known."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+
+
+class CompletionError(Exception):
+    """A failed call, sorted into one of :data:`FAILURE_OUTCOMES`.
+
+    ``retry_after`` (seconds) is set for ``rate_limited`` when the endpoint
+    said how long to wait. ``message`` never contains an API key.
+    """
+
+    def __init__(self, outcome: str, message: str, *, retry_after: float | None = None) -> None:
+        if outcome not in FAILURE_OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"CompletionError({self.outcome!r}, {self.message!r}, retry_after={self.retry_after!r})"
+        )
+
+
+@runtime_checkable
+class Completion(Protocol):
+    """Calls one model once. Raises :class:`CompletionError` on failure."""
+
+    async def __call__(
+        self, model: ModelConfig, messages: list[dict[str, str]], timeout: float
+    ) -> CompletionResult: ...
+
+
+# --------------------------------------------------------------------------
+# API keys
+
+
+def check_api_keys(models: Mapping[str, ModelConfig] | Iterable[ModelConfig]) -> list[str]:
+    """One error per missing (or empty) API-key environment variable.
+
+    Each names the variable and the models that need it; values are never read
+    into the message. An empty list means every key is present.
+    """
+    configs = models.values() if isinstance(models, Mapping) else models
+    needed: dict[str, list[str]] = {}
+    for model in configs:
+        if model.api_key_env:
+            needed.setdefault(model.api_key_env, []).append(model.name)
+    errors = []
+    for var, names in needed.items():
+        if not os.environ.get(var):
+            which = ", ".join(names)
+            noun = "model" if len(names) == 1 else "models"
+            errors.append(
+                f"environment variable {var} is not set or empty "
+                f"(it holds the API key for {noun} {which})"
+            )
+    return errors
+
+
+# --------------------------------------------------------------------------
+# sorting exceptions into outcomes
+
+
+def _chain_of(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it was raised from or during, outermost first."""
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(out) < 20:
+        seen.add(id(current))
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+def _type_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+# Class names (matched anywhere in an exception's MRO) of the transport's
+# connect-phase failures: httpx and aiohttp both sit under LiteLLM.
+_CONNECT_NAMES: Final = frozenset(
+    {"ConnectionRefusedError", "ConnectError", "ClientConnectorError", "gaierror"}
+)
+_TIMEOUT_NAMES: Final = frozenset(
+    {
+        "TimeoutError",
+        "Timeout",
+        "APITimeoutError",
+        "TimeoutException",
+        "ServerTimeoutError",
+        "SocketTimeoutError",
+    }
+)
+_REFUSED_TEXT: Final = ("connection refused", "connect call failed", "errno 111", "econnrefused")
+
+
+def _status_code(exc: BaseException) -> int | None:
+    for attr in ("status_code", "provider_status_code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _headers_of(exc: BaseException) -> list[Mapping[str, Any]]:
+    found: list[Mapping[str, Any]] = []
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers:
+        found.append(headers)
+    for attr in ("litellm_response_headers", "headers"):
+        value = getattr(exc, attr, None)
+        if value:
+            found.append(value)
+    return found
+
+
+def parse_retry_after(value: object, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` value: a number or an HTTP date."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The wait a 429 asked for, from the response headers LiteLLM kept."""
+    for err in _chain_of(exc):
+        for headers in _headers_of(err):
+            lowered = {str(k).lower(): v for k, v in dict(headers).items()}
+            if "retry-after-ms" in lowered:
+                ms = parse_retry_after(lowered["retry-after-ms"])
+                if ms is not None:
+                    return ms / 1000.0
+            if "retry-after" in lowered:
+                seconds = parse_retry_after(lowered["retry-after"])
+                if seconds is not None:
+                    return seconds
+    return None
+
+
+def classify_exception(exc: BaseException) -> str:
+    """The outcome for an exception out of ``litellm.acompletion``.
+
+    LiteLLM wraps nearly everything: a refused connection and a body that is
+    not JSON both arrive as ``InternalServerError`` (status 500), so the
+    exception chain (``__cause__``/``__context__``) is searched for the real
+    cause: ``ConnectionRefusedError``/``ConnectError`` -> ``refused``,
+    ``JSONDecodeError`` -> ``bad_response``. 503 and 502 arrive as
+    ``ServiceUnavailableError``/``BadGatewayError``, which are *not*
+    ``InternalServerError`` subclasses: any status >= 500 is ``server_error``.
+    Other 4xx (bad request, auth, not found) are ``server_error`` too: the
+    endpoint would not serve the call.
+    """
+    chain = _chain_of(exc)
+    top_names = _type_names(exc)
+    if "RateLimitError" in top_names or _status_code(exc) == 429:
+        return OUTCOME_RATE_LIMITED
+    for err in chain:
+        names = _type_names(err)
+        if names & _CONNECT_NAMES and "ConnectTimeout" not in names:
+            return OUTCOME_REFUSED
+    # Fallback on the wording, only for connection-level errors (not a 5xx
+    # body that happens to mention a refused connection upstream).
+    text = " ".join(
+        str(err) for err in chain if _type_names(err) & {"APIConnectionError", "OSError"}
+    ).lower()
+    if any(marker in text for marker in _REFUSED_TEXT):
+        return OUTCOME_REFUSED
+    for err in chain:
+        if _type_names(err) & _TIMEOUT_NAMES:
+            return OUTCOME_TIMEOUT
+    for err in chain:
+        names = _type_names(err)
+        if "JSONDecodeError" in names or "APIResponseValidationError" in names:
+            return OUTCOME_BAD_RESPONSE
+    return OUTCOME_SERVER_ERROR
+
+
+def _describe(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """``TypeName (status): message``, the root cause added, secrets masked, cut short."""
+    status = _status_code(exc)
+    head = type(exc).__name__ + (f" ({status})" if status is not None else "")
+    message = str(exc).strip()
+    # LiteLLM repeats the class name: "litellm.InternalServerError: InternalServerError: ..."
+    for prefix in (f"litellm.{type(exc).__name__}:", f"{type(exc).__name__}:"):
+        if message.startswith(prefix):
+            message = message[len(prefix) :].strip()
+    # The deepest cause says what happened (ConnectionRefusedError,
+    # JSONDecodeError, ReadTimeout); skip bookkeeping ones like StopIteration.
+    causes = [
+        err
+        for err in _chain_of(exc)
+        if not isinstance(err, StopIteration | StopAsyncIteration | asyncio.CancelledError)
+    ]
+    root = causes[-1] if causes else exc
+    text = f"{head}: {message}" if message else head
+    if root is not exc and type(root).__name__ != "HTTPStatusError":  # the status says it
+        root_text = str(root).strip()
+        text += f" [cause {type(root).__name__}" + (f": {root_text}]" if root_text else "]")
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 3] + "..."
+    return text
+
+
+def completion_error_from(exc: BaseException, secrets: Iterable[str] = ()) -> CompletionError:
+    """Wrap any exception of a call as a :class:`CompletionError`."""
+    if isinstance(exc, CompletionError):
+        return exc
+    outcome = classify_exception(exc)
+    retry_after = retry_after_of(exc) if outcome == OUTCOME_RATE_LIMITED else None
+    return CompletionError(outcome, _describe(exc, secrets), retry_after=retry_after)
+
+
+# --------------------------------------------------------------------------
+# reading a response
+
+
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def configured_cost(
+    model: ModelConfig, prompt_tokens: int | None, completion_tokens: int | None
+) -> float | None:
+    """Cost from the model's own per-token prices, or None if it has none."""
+    if model.input_cost_per_token is None and model.output_cost_per_token is None:
+        return None
+    if prompt_tokens is None and completion_tokens is None:
+        return None
+    return (prompt_tokens or 0) * (model.input_cost_per_token or 0.0) + (completion_tokens or 0) * (
+        model.output_cost_per_token or 0.0
+    )
+
+
+def _litellm_cost(response: Any) -> float | None:
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
+    if isinstance(cost, int | float) and not isinstance(cost, bool):
+        return float(cost)
+    try:
+        cost = load_litellm().completion_cost(completion_response=response)
+    except Exception:  # unmapped model, offline price map without it, ...
+        return None
+    return float(cost) if isinstance(cost, int | float) else None
+
+
+def result_from_response(model: ModelConfig, response: Any) -> CompletionResult:
+    """Text, tokens and cost out of a chat-completions response (object or dict).
+
+    Raises ``CompletionError('bad_response')`` when there are no choices or the
+    content is missing, not text, or blank.
+    """
+    choices = _field(response, "choices")
+    if not choices:
+        raise CompletionError(OUTCOME_BAD_RESPONSE, "response has no choices")
+    message = _field(choices[0], "message")
+    content = _field(message, "content") if message is not None else None
+    if not isinstance(content, str):
+        raise CompletionError(
+            OUTCOME_BAD_RESPONSE, f"response content is {type(content).__name__}, not text"
+        )
+    if not content.strip():
+        raise CompletionError(OUTCOME_BAD_RESPONSE, "response content is empty or blank")
+    usage = _field(response, "usage")
+    prompt_tokens = _int_or_none(_field(usage, "prompt_tokens")) if usage is not None else None
+    completion_tokens = (
+        _int_or_none(_field(usage, "completion_tokens")) if usage is not None else None
+    )
+    cost = configured_cost(model, prompt_tokens, completion_tokens)
+    if cost is None and model.input_cost_per_token is None and model.output_cost_per_token is None:
+        cost = _litellm_cost(response)
+    return CompletionResult(
+        text=content,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost=cost,
+    )
+
+
+# --------------------------------------------------------------------------
+# the LiteLLM implementation
+
+
+class LiteLLMCompletion:
+    """:class:`Completion` through ``litellm.acompletion``, one try, no retries.
+
+    ``extra`` is passed to every call as is (e.g. ``{"drop_params": True}``).
+    """
+
+    def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
+        self._extra = dict(extra or {})
+
+    async def prepare(self) -> None:
+        """Import LiteLLM in a worker thread so the event loop keeps running."""
+        if not litellm_loaded():
+            await asyncio.to_thread(load_litellm)
+
+    def request_kwargs(
+        self, model: ModelConfig, messages: list[dict[str, str]], timeout: float
+    ) -> dict[str, Any]:
+        """The keyword arguments for ``acompletion`` (the key included: do not log)."""
+        kwargs: dict[str, Any] = {
+            "model": model.model,
+            "messages": messages,
+            "timeout": timeout,
+            "num_retries": 0,
+            **self._extra,
+        }
+        if model.api_base:
+            kwargs["api_base"] = model.api_base
+        if model.api_key_env:
+            key = os.environ.get(model.api_key_env)
+            if key:
+                kwargs["api_key"] = key
+            elif model.mock_response is None:
+                raise CompletionError(
+                    OUTCOME_SERVER_ERROR,
+                    f"environment variable {model.api_key_env} is not set "
+                    f"(API key for model {model.name})",
+                )
+        if model.max_tokens is not None:
+            kwargs["max_tokens"] = model.max_tokens
+        if model.temperature is not None:
+            kwargs["temperature"] = model.temperature
+        if model.mock_response is not None:
+            kwargs["mock_response"] = model.mock_response
+        return kwargs
+
+    async def __call__(
+        self, model: ModelConfig, messages: list[dict[str, str]], timeout: float
+    ) -> CompletionResult:
+        kwargs = self.request_kwargs(model, messages, timeout)
+        secrets = [kwargs["api_key"]] if "api_key" in kwargs else []
+        if not litellm_loaded():
+            await self.prepare()
+        litellm = load_litellm()
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise completion_error_from(exc, secrets) from exc
+        try:
+            return result_from_response(model, response)
+        except CompletionError:
+            raise
+        except (json.JSONDecodeError, AttributeError, IndexError, KeyError, TypeError) as exc:
+            raise CompletionError(OUTCOME_BAD_RESPONSE, _describe(exc, secrets)) from exc
