@@ -1,0 +1,556 @@
+"""The Kryten-Robot wire protocol: subjects, event envelopes, commands, KV values.
+
+Pure functions, no I/O, so the bus adapter, the terminal chat client and the
+tests share one definition of the protocol. Every fact here was checked
+against kryten-robot 1.12.6 (``kryten.subject_builder``, ``kryten.raw_event``,
+``kryten.robot_command_handler``, ``kryten.state_manager``) and is exercised
+against that package by ``tests/test_conformance_robot.py``.
+
+Decoding is the trust boundary: anything on NATS may be published by anyone,
+so :func:`decode_message` turns *any* input into a :class:`Decoded`, ``None``
+(an event we do not use) or :class:`MalformedEvent` with a short reason, and
+never raises anything else. The service logs the reason and moves on.
+
+Text fields are kept as CyTube sends them (HTML-escaped) except that lone
+UTF-16 surrogates (``"\\ud800"`` escapes, which CyTube can relay from browser
+JavaScript) become U+FFFD and NUL characters are removed: both would break
+UTF-8 encoding or C-string consumers further down the pipeline, and dropping
+the whole message for them would punish the user for a client bug.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kryten_rules.events import ChatEvent, Media
+
+__all__ = [
+    "COMMAND_SUBJECT",
+    "MAX_MESSAGE_BYTES",
+    "USERLIST_KEY",
+    "Decoded",
+    "MalformedEvent",
+    "UserList",
+    "UserUpdate",
+    "WireEvent",
+    "decode_message",
+    "envelope",
+    "event_subject",
+    "normalize_token",
+    "parse_userlist_kv",
+    "pm_command",
+    "say_command",
+    "subscribe_subject",
+    "userlist_bucket",
+]
+
+COMMAND_SUBJECT = "kryten.robot.command"
+"""Where Kryten-Robot's ``RobotCommandHandler`` listens (request-reply capable)."""
+
+EVENT_PREFIX = "kryten.events.cytube"
+"""Kryten-Robot publishes every CyTube event under this prefix; the domain is not in it."""
+
+USERLIST_KEY = "users"
+"""Key of the whole user list in the ``kryten_{channel}_userlist`` KV bucket."""
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""Largest message we parse. NATS' default max payload; checked before decoding
+so a hostile publisher cannot make us spend time or memory on ``json.loads``."""
+
+_MAX_TOKEN_LENGTH = 100  # kryten.subject_builder.MAX_TOKEN_LENGTH
+_MAX_SUBJECT_LENGTH = 255  # kryten.subject_builder.build_subject's final check
+_SUBJECT_DROP_CHARS = "!@#$%^&*()+=[]{|}\\:;\"'<>,?/"  # kryten.subject_builder
+_NAME_MAX = 64  # CyTube names are at most 20 chars; leave room, but bound it.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+class MalformedEvent(ValueError):
+    """A NATS message that does not follow the Kryten-Robot protocol.
+
+    ``reason`` is short and safe to log (it never echoes the payload), e.g.
+    ``"too large"``, ``"bad JSON"``, ``"bad payload.msg"``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class UserUpdate:
+    """What an ``addUser``, ``setUserRank`` or ``userLeave`` event says about one user.
+
+    The engine keeps a name -> rank table because chat events carry no rank.
+    ``rank`` is ``None`` for ``userLeave`` (which only names the user).
+    ``joined`` is set for ``addUser`` so the service can also feed the engine
+    an ``adduser`` :class:`ChatEvent` (see :attr:`Decoded.chat`).
+    """
+
+    name: str
+    rank: int | None
+    left: bool = False
+    joined: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserList:
+    """The full ``userlist`` CyTube sends on join: ``(name, rank)`` pairs.
+
+    Replaces the rank table wholesale. Entries that are not valid user records
+    are skipped (partial knowledge beats none; unknown users count as guests).
+    """
+
+    users: tuple[tuple[str, int], ...]
+
+
+WireEvent = ChatEvent | UserUpdate | UserList
+"""Everything :func:`decode_message` can produce."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One decoded Kryten-Robot event plus the envelope facts filters need.
+
+    ``event_name`` is CyTube's own name as published (``"chatMsg"``).
+    ``at`` is CyTube's ``time`` field (ms on the wire) in Unix seconds, or
+    ``None`` when the payload has none (only ``chatMsg``/``pm`` carry it): the
+    service compares it with its start time to drop the ~15 messages of chat
+    history CyTube replays on join. The same value (or ``0.0``) is in
+    ``ChatEvent.at``; the service may restamp it with its own clock.
+    ``shadow`` is ``payload.meta.shadow``: the sender is shadow-muted, only
+    moderators (and the bot) see the message, and it must be ignored.
+    """
+
+    event_name: str
+    event: WireEvent
+    at: float | None = None
+    shadow: bool = False
+    channel: str = ""
+    domain: str = ""
+    correlation_id: str = ""
+
+    @property
+    def chat(self) -> ChatEvent | None:
+        """The event to hand the rule engine, if any.
+
+        Chat, PM and media events are already :class:`ChatEvent`; an
+        ``addUser`` becomes ``ChatEvent(kind="adduser")`` so rules can greet
+        people; rank updates, leaves and user lists feed only the rank table.
+        """
+        ev = self.event
+        if isinstance(ev, ChatEvent):
+            return ev
+        if isinstance(ev, UserUpdate) and ev.joined:
+            return ChatEvent(kind="adduser", user=ev.name, rank=ev.rank, at=self.at or 0.0)
+        return None
+
+
+# --------------------------------------------------------------------------- subjects
+
+
+def normalize_token(token: str) -> str:
+    """Normalize a channel or event name exactly as ``kryten.subject_builder`` does.
+
+    Lowercase, dots removed, spaces to hyphens, NATS wildcards and the
+    characters ``!@#$%^&*()+=[]{|}\\:;"'<>,?/`` removed, cut to 100 characters.
+    Copied rather than approximated because a subscription that differs by
+    one character silently receives nothing.
+    """
+    token = token.lower().replace(".", "").replace(" ", "-")
+    token = token.replace("*", "").replace(">", "")
+    for char in _SUBJECT_DROP_CHARS:
+        token = token.replace(char, "")
+    return token[:_MAX_TOKEN_LENGTH]
+
+
+def _channel_token(channel: str) -> str:
+    token = normalize_token(channel)
+    if not token:
+        raise ValueError("channel is empty after normalization")
+    return token
+
+
+def event_subject(channel: str, event_name: str) -> str:
+    """The subject Kryten-Robot publishes ``event_name`` on for ``channel``.
+
+    ``event_subject("420Grindhouse", "chatMsg") ==
+    "kryten.events.cytube.420grindhouse.chatmsg"``. Raises ``ValueError``
+    (as kryten-robot does) for names that normalize to nothing or a subject
+    over 255 characters.
+    """
+    event = normalize_token(event_name)
+    if not event:
+        raise ValueError("event name is empty after normalization")
+    subject = f"{EVENT_PREFIX}.{_channel_token(channel)}.{event}"
+    if len(subject) > _MAX_SUBJECT_LENGTH:
+        raise ValueError("subject exceeds 255 characters")
+    return subject
+
+
+def subscribe_subject(channel: str) -> str:
+    """Wildcard subject for every event of one channel: ``kryten.events.cytube.{ch}.>``."""
+    return f"{EVENT_PREFIX}.{_channel_token(channel)}.>"
+
+
+def userlist_bucket(channel: str) -> str:
+    """JetStream KV bucket where Kryten-Robot keeps the user list (key :data:`USERLIST_KEY`).
+
+    The channel is used *as configured* in kryten-robot (case kept, not
+    normalized): ``kryten_420Grindhouse_userlist``. Note the asymmetry with
+    the event subjects, which are lowercased.
+    """
+    if not channel:
+        raise ValueError("channel is empty")
+    return f"kryten_{channel}_userlist"
+
+
+# --------------------------------------------------------------------------- envelopes
+
+
+def envelope(
+    event_name: str,
+    payload: Any,
+    *,
+    channel: str,
+    domain: str,
+    timestamp: str | None = None,
+    correlation_id: str | None = None,
+) -> bytes:
+    """Bytes identical to ``kryten.raw_event.RawEvent(...).to_bytes()``.
+
+    Used to *act as* Kryten-Robot (terminal chat client, tests). Key order,
+    ``json.dumps`` defaults (ASCII-escaped, ``", "``/``": "`` separators) and
+    the timestamp format (``datetime.now(UTC).isoformat()``, i.e.
+    ``...+00:00``) all match, so the conformance test compares bytes.
+    ``channel`` and ``domain`` go in unnormalized, as the robot's config has them.
+    """
+    return json.dumps(
+        {
+            "event_name": event_name,
+            "payload": payload,
+            "channel": channel,
+            "domain": domain,
+            "timestamp": timestamp if timestamp is not None else datetime.now(UTC).isoformat(),
+            "correlation_id": correlation_id if correlation_id is not None else str(uuid.uuid4()),
+        }
+    ).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _reject_constant(name: str) -> Any:
+    # json.loads accepts NaN/Infinity by default; they are not JSON and would
+    # poison every comparison they reach.
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _load_json(data: bytes | bytearray | memoryview) -> Any:
+    """Size check, strict UTF-8, strict JSON; only :class:`MalformedEvent` escapes."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedEvent("not bytes")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MalformedEvent("too large")
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedEvent("invalid UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise MalformedEvent("too deeply nested") from None
+    except ValueError:  # JSONDecodeError, non-finite constants, >4300-digit ints
+        raise MalformedEvent("bad JSON") from None
+
+
+def _clean_text(value: str) -> str:
+    """Lone surrogates -> U+FFFD, NUL removed; everything else as CyTube sent it."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return _SURROGATES.sub("\ufffd", value)
+
+
+def _text(obj: dict[str, Any], key: str, where: str, *, default: str | None = None) -> str:
+    value = obj.get(key, default)
+    if not isinstance(value, str):
+        raise MalformedEvent(f"{'missing' if key not in obj else 'bad'} {where}.{key}")
+    return _clean_text(value)
+
+
+def _valid_name(value: Any) -> bool:
+    # isprintable() is False for control, format, surrogate and unassigned
+    # code points; CyTube names are short ASCII words, so this only rejects junk.
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _NAME_MAX
+        and value.isprintable()
+        and " " not in value
+    )
+
+
+def _name(obj: dict[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not _valid_name(value):
+        raise MalformedEvent(f"{'missing' if key not in obj else 'bad'} {where}.{key}")
+    return value  # type: ignore[no-any-return]
+
+
+def _as_rank(value: Any) -> int | None:
+    """CyTube ranks are small integers (0 guest .. 255 founder/admin); ``None`` if not."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if -1 <= value <= 10_000 else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return _as_rank(int(value))
+    return None
+
+
+def _rank(obj: dict[str, Any], key: str, where: str) -> int:
+    rank = _as_rank(obj.get(key))
+    if rank is None:
+        raise MalformedEvent(f"{'missing' if key not in obj else 'bad'} {where}.{key}")
+    return rank
+
+
+def _number(obj: dict[str, Any], key: str, where: str) -> float | None:
+    if key not in obj or obj[key] is None:
+        return None
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MalformedEvent(f"bad {where}.{key}")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer literal with hundreds of digits
+        raise MalformedEvent(f"bad {where}.{key}") from None
+    if not math.isfinite(value) or value < 0:
+        raise MalformedEvent(f"bad {where}.{key}")
+    return value
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedEvent(f"bad {where}")
+    return value
+
+
+def _user_pairs(entries: list[Any]) -> tuple[tuple[str, int], ...]:
+    """``(name, rank)`` for each valid user record; invalid records are skipped."""
+    pairs: list[tuple[str, int]] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        name, rank = entry.get("name"), _as_rank(entry.get("rank"))
+        if _valid_name(name) and rank is not None:
+            pairs.append((name, rank))
+    return tuple(pairs)
+
+
+def _decode_chat(kind: str, payload: dict[str, Any]) -> tuple[ChatEvent, float | None, bool]:
+    user = _name(payload, "username", "payload")
+    text = _text(payload, "msg", "payload")
+    meta = payload.get("meta", {})
+    if meta is None:
+        meta = {}
+    meta = _object(meta, "payload.meta")
+    shadow = bool(meta.get("shadow", False))
+    time_ms = _number(payload, "time", "payload")
+    at = time_ms / 1000.0 if time_ms is not None else None
+    to = _name(payload, "to", "payload") if kind == "pm" else None
+    event = ChatEvent(kind=kind, user=user, text=text, at=at or 0.0, to=to)
+    return event, at, shadow
+
+
+def _decode_media(payload: dict[str, Any]) -> ChatEvent:
+    title = _text(payload, "title", "payload")
+    seconds = _number(payload, "seconds", "payload") or 0.0
+    media_type = _text(payload, "type", "payload", default="")
+    media_id = payload.get("id", "")
+    if isinstance(media_id, int) and not isinstance(media_id, bool):
+        media_id = str(media_id)
+    if not isinstance(media_id, str):
+        raise MalformedEvent("bad payload.id")
+    media = Media(title=title, duration=seconds, type=media_type, id=_clean_text(media_id))
+    return ChatEvent(kind="changemedia", media=media)
+
+
+def _decode_payload(name: str, payload: Any) -> tuple[WireEvent, float | None, bool] | None:
+    """Dispatch on the lowercased event name, as kryten-py does."""
+    key = name.lower()
+    if key in ("chatmsg", "pm"):
+        return _decode_chat(key, _object(payload, "payload"))
+    if key in ("adduser", "setuserrank", "userleave"):
+        p = _object(payload, "payload")
+        user = _name(p, "name", "payload")
+        if key == "userleave":
+            return UserUpdate(user, None, left=True), None, False
+        return UserUpdate(user, _rank(p, "rank", "payload"), joined=key == "adduser"), None, False
+    if key == "userlist":
+        if not isinstance(payload, list):
+            raise MalformedEvent("bad payload")
+        return UserList(_user_pairs(payload)), None, False
+    if key == "changemedia":
+        return _decode_media(_object(payload, "payload")), None, False
+    return None
+
+
+def decode_message(subject: str, data: bytes | bytearray | memoryview) -> Decoded | None:
+    """Decode one Kryten-Robot event message.
+
+    Returns ``None`` for events the rules do not use (``mediaUpdate``,
+    ``usercount``, ...). Raises :class:`MalformedEvent` and nothing else for
+    any input that is not a well-formed envelope of a known event, including
+    a ``subject`` whose channel or event token disagrees with the envelope
+    (kryten-robot derives the subject from the envelope, so a mismatch means
+    someone else published it, or misrouted it).
+    """
+    if not isinstance(subject, str):
+        raise MalformedEvent("bad subject")
+    env = _load_json(data)
+    if not isinstance(env, dict):
+        raise MalformedEvent("not an object")
+    for field in ("event_name", "channel", "domain"):
+        if field not in env:
+            raise MalformedEvent(f"missing {field}")
+        if not isinstance(env[field], str):
+            raise MalformedEvent(f"bad {field}")
+    if "payload" not in env:
+        raise MalformedEvent("missing payload")
+    for field in ("timestamp", "correlation_id"):
+        if not isinstance(env.get(field, ""), str):
+            raise MalformedEvent(f"bad {field}")
+    name: str = env["event_name"]
+    channel: str = env["channel"]
+    expected = f"{EVENT_PREFIX}.{normalize_token(channel)}.{normalize_token(name)}"
+    if subject != expected:
+        raise MalformedEvent("subject does not match envelope")
+    decoded = _decode_payload(name, env["payload"])
+    if decoded is None:
+        return None
+    event, at, shadow = decoded
+    return Decoded(
+        event_name=name,
+        event=event,
+        at=at,
+        shadow=shadow,
+        channel=_clean_text(channel),
+        domain=_clean_text(env["domain"]),
+        correlation_id=_clean_text(env.get("correlation_id", "")),
+    )
+
+
+def parse_userlist_kv(value: bytes | bytearray | memoryview) -> list[tuple[str, int]]:
+    """``(name, rank)`` pairs from the ``users`` key of ``kryten_{channel}_userlist``.
+
+    Kryten-Robot stores a JSON array of CyTube user objects (``name``,
+    ``rank``, ``profile``, ``meta``...); after a ``setUserRank`` it rewrites
+    that user's entry as just ``{"name", "rank"}``. Records without a valid
+    name and integer rank are skipped; anything but a JSON array raises
+    :class:`MalformedEvent`.
+    """
+    users = _load_json(value)
+    if not isinstance(users, list):
+        raise MalformedEvent("not an array")
+    return list(_user_pairs(users))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _command(
+    command: str,
+    args: dict[str, str],
+    *,
+    domain: str,
+    channel: str,
+    source: str,
+    request_id: str | None,
+) -> bytes:
+    if not domain or not channel:
+        # Kryten-Robot applies its domain/channel guard only when *both* are
+        # present; an empty one would make any robot on the bus execute it.
+        raise ValueError("domain and channel are required")
+    body = {
+        "command": command,
+        "args": args,
+        "meta": {
+            "source": source,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "domain": domain,
+            "channel": channel,
+            "request_id": request_id if request_id is not None else str(uuid.uuid4()),
+        },
+    }
+    try:
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text contains lone surrogates") from None
+
+
+def _check_message(message: str) -> None:
+    if not isinstance(message, str) or not message:
+        raise ValueError("message must be a non-empty string")  # robot: "Missing message"
+    if message.lstrip().startswith("/"):
+        # CyTube runs chat text starting with "/" as a command (/clear, /kick
+        # with a moderator bot). The emit stage must never produce it; this is
+        # the last line of defence before the bridge.
+        raise ValueError("message must not start with '/'")
+
+
+def say_command(
+    message: str,
+    *,
+    domain: str,
+    channel: str,
+    source: str = "rules",
+    request_id: str | None = None,
+) -> bytes:
+    """A ``say`` command for :data:`COMMAND_SUBJECT`; Kryten-Robot emits CyTube ``chatMsg``.
+
+    ``domain`` must equal the robot's configured ``cytube.domain`` *exactly*
+    (case-sensitive, dots kept: ``"cytu.be"``) and ``channel`` its channel up
+    to case, or the robot silently drops the command (no error reply).
+    Raises ``ValueError`` for an empty message, one starting with ``/``, lone
+    surrogates, or a missing domain/channel.
+    """
+    _check_message(message)
+    return _command(
+        "say",
+        {"message": message},
+        domain=domain,
+        channel=channel,
+        source=source,
+        request_id=request_id,
+    )
+
+
+def pm_command(
+    to: str,
+    message: str,
+    *,
+    domain: str,
+    channel: str,
+    source: str = "rules",
+    request_id: str | None = None,
+) -> bytes:
+    """A ``pm`` command (args ``to``, ``msg``); Kryten-Robot emits CyTube ``pm``.
+
+    Same domain/channel rules and ``ValueError`` cases as :func:`say_command`.
+    """
+    if not isinstance(to, str) or not to:
+        raise ValueError("to must be a non-empty string")  # robot: "Missing username or message"
+    _check_message(message)
+    return _command(
+        "pm",
+        {"to": to, "msg": message},
+        domain=domain,
+        channel=channel,
+        source=source,
+        request_id=request_id,
+    )

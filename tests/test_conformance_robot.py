@@ -1,0 +1,389 @@
+"""Conformance with the real Kryten-Robot: what it publishes we decode, what we send it accepts.
+
+kryten-robot installs a top-level ``kryten`` package that clashes with
+kryten-py, so it runs in a virtualenv of its own (``.cache/robot-venv`` at the
+repo root, created on first use and reused while it holds the pinned version)
+behind ``tests/conformance/robot_probe.py``, a line-oriented JSON subprocess.
+
+The test skips only when pip cannot install the package (offline); with the
+``CI`` environment variable set that is a failure instead, so CI never passes
+without having actually checked the bridge.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kryten_rules.events import ChatEvent, Media
+from kryten_rules.wire import (
+    USERLIST_KEY,
+    Decoded,
+    UserList,
+    UserUpdate,
+    decode_message,
+    envelope,
+    event_subject,
+    normalize_token,
+    parse_userlist_kv,
+    pm_command,
+    say_command,
+    subscribe_subject,
+    userlist_bucket,
+)
+
+ROBOT_VERSION = "1.12.6"
+REPO = Path(__file__).resolve().parents[1]
+VENV = REPO / ".cache" / "robot-venv"
+PROBE = Path(__file__).resolve().parent / "conformance" / "robot_probe.py"
+CHANNEL = "420Grindhouse"
+DOMAIN = "cytu.be"
+
+
+def _python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _installed(python: Path) -> str | None:
+    if not python.exists():
+        return None
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('kryten-robot'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"kryten-robot conformance must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _robot_python() -> Path:
+    """The cached venv's python, building the venv first if needed.
+
+    Built under a temporary name and renamed into place, so an interrupted
+    install never leaves a half-populated cache that looks valid.
+    """
+    if _installed(_python(VENV)) == ROBOT_VERSION:
+        return _python(VENV)
+    tmp = VENV.with_name(f"robot-venv.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(tmp)], check=True, timeout=300)
+    install = subprocess.run(
+        [
+            str(_python(tmp)),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            f"kryten-robot=={ROBOT_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if install.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tail = (install.stderr or install.stdout).strip().splitlines()[-3:]
+        _unavailable(f"pip could not install kryten-robot=={ROBOT_VERSION}: {' '.join(tail)}")
+    if _installed(_python(VENV)) == ROBOT_VERSION:  # a parallel run finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _python(VENV)
+    shutil.rmtree(VENV, ignore_errors=True)
+    try:
+        os.replace(tmp, VENV)
+    except OSError:  # another test process won the race; use its venv
+        shutil.rmtree(tmp, ignore_errors=True)
+    if _installed(_python(VENV)) != ROBOT_VERSION:
+        pytest.fail(f"{VENV} does not hold kryten-robot=={ROBOT_VERSION}")
+    return _python(VENV)
+
+
+class Probe:
+    """One long-lived robot_probe.py process; one JSON line out, one back."""
+
+    def __init__(self, python: Path) -> None:
+        self.proc = subprocess.Popen(
+            [str(python), str(PROBE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            cwd=str(PROBE.parent),  # keep the repo off sys.path; only the venv's kryten
+        )
+
+    def ask(self, **request: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "robot probe exited"
+        response: dict[str, Any] = json.loads(line)
+        assert "error" not in response, response["error"]
+        return response
+
+    def event(self, event_name: str, payload: Any, **extra: Any) -> tuple[str, bytes]:
+        r = self.ask(
+            op="event",
+            event_name=event_name,
+            payload=payload,
+            channel=CHANNEL,
+            domain=DOMAIN,
+            **extra,
+        )
+        return r["subject"], base64.b64decode(r["data_b64"])
+
+    def command(
+        self, data: bytes, *, domain: str = DOMAIN, channel: str = CHANNEL
+    ) -> dict[str, Any]:
+        return self.ask(
+            op="command", data_b64=base64.b64encode(data).decode(), domain=domain, channel=channel
+        )
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def robot() -> Iterator[Probe]:
+    probe = Probe(_robot_python())
+    try:
+        yield probe
+    finally:
+        probe.close()
+
+
+SAY_OK = {"service": "robot", "command": "say", "success": True, "data": {"success": True}}
+PM_OK = {"service": "robot", "command": "pm", "success": True, "data": {"success": True}}
+
+TEXTS = [
+    "hello",
+    'it\'s <b>bold</b> & "quoted" \\ back\\slash',
+    "héllo wörld — ünïcode ✓ 日本語 العربية עברית",
+    "emoji 👋🏽👨‍👩‍👧 and flags 🇩🇪",
+    "combining e\u0301 and zero\u200bwidth and rtl \u202eoverride",
+    "line one\nline two\ttab",
+    "x" * 320,
+    "long " * 2000,
+    "a/slash later",
+]
+
+
+def test_pinned_version(robot: Probe) -> None:
+    assert robot.ask(op="version") == {"version": ROBOT_VERSION}
+
+
+# --------------------------------------------------------------------------- subjects
+
+
+@pytest.mark.parametrize(
+    "channel",
+    ["420Grindhouse", "lounge", "My Channel!", "a.b.c", "Ünïcödé", "we*ird>chan/nel", "x" * 150],
+)
+def test_subjects_match_subject_builder(robot: Probe, channel: str) -> None:
+    assert normalize_token(channel) == robot.ask(op="normalize", token=channel)["token"]
+    r = robot.ask(op="event", event_name="chatMsg", payload={}, channel=channel, domain=DOMAIN)
+    assert r["subject"] == event_subject(channel, "chatMsg")
+    assert r["subject"].startswith(subscribe_subject(channel)[:-1])
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _decode(robot: Probe, event_name: str, payload: Any) -> Decoded | None:
+    ts, cid = "2024-01-15T10:30:00.123456+00:00", "550e8400-e29b-41d4-a716-446655440000"
+    subject, data = robot.event(event_name, payload, timestamp=ts, correlation_id=cid)
+    assert subject == event_subject(CHANNEL, event_name)
+    # Our envelope() is byte-identical to RawEvent.to_bytes().
+    assert data == envelope(
+        event_name, payload, channel=CHANNEL, domain=DOMAIN, timestamp=ts, correlation_id=cid
+    )
+    decoded = decode_message(subject, data)
+    if decoded is not None:
+        assert (decoded.channel, decoded.domain, decoded.correlation_id) == (CHANNEL, DOMAIN, cid)
+        assert decoded.event_name == event_name
+    return decoded
+
+
+def test_envelope_defaults_match_raw_event(robot: Probe) -> None:
+    _, data = robot.event("chatMsg", {"username": "a", "msg": "b"})
+    theirs, ours = (
+        json.loads(data),
+        json.loads(envelope("chatMsg", {}, channel=CHANNEL, domain=DOMAIN)),
+    )
+    assert list(theirs) == list(ours)
+    assert theirs["timestamp"][-6:] == ours["timestamp"][-6:] == "+00:00"
+    assert len(theirs["correlation_id"]) == len(ours["correlation_id"]) == 36
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_chatmsg(robot: Probe, text: str) -> None:
+    payload = {"username": "alice", "msg": text, "meta": {}, "time": 1_700_000_000_123}
+    d = _decode(robot, "chatMsg", payload)
+    assert d is not None
+    assert d.event == ChatEvent(kind="chatmsg", user="alice", text=text, at=1_700_000_000.123)
+    assert d.at == 1_700_000_000.123 and not d.shadow
+
+
+def test_chatmsg_shadow_and_odd_unicode(robot: Probe) -> None:
+    payload = {"username": "troll", "msg": "a\ud800b\x00c", "meta": {"shadow": True}, "time": 5}
+    d = _decode(robot, "chatMsg", payload)
+    assert d is not None and d.shadow
+    assert d.event == ChatEvent(kind="chatmsg", user="troll", text="a\ufffdbc", at=0.005)
+
+
+def test_pm(robot: Probe) -> None:
+    payload = {"username": "alice", "msg": "psst", "meta": {}, "time": 1_000, "to": "RulesBot"}
+    d = _decode(robot, "pm", payload)
+    assert d is not None
+    assert d.event == ChatEvent(kind="pm", user="alice", text="psst", at=1.0, to="RulesBot")
+
+
+def test_user_events(robot: Probe) -> None:
+    user = {"name": "bob", "rank": 2, "profile": {"image": "", "text": ""}, "meta": {"afk": False}}
+    d = _decode(robot, "addUser", user)
+    assert d is not None and d.event == UserUpdate("bob", 2, joined=True)
+    assert d.chat == ChatEvent(kind="adduser", user="bob", rank=2)
+    d = _decode(robot, "setUserRank", {"name": "bob", "rank": 3})
+    assert d is not None and d.event == UserUpdate("bob", 3)
+    d = _decode(robot, "userLeave", {"name": "bob"})
+    assert d is not None and d.event == UserUpdate("bob", None, left=True)
+
+
+def test_userlist(robot: Probe) -> None:
+    users = [
+        {"name": "alice", "rank": 0, "profile": {}, "meta": {"afk": False, "muted": False}},
+        {"name": "Owner", "rank": 5, "profile": {}, "meta": {}},
+    ]
+    d = _decode(robot, "userlist", users)
+    assert d is not None and d.event == UserList((("alice", 0), ("Owner", 5)))
+
+
+def test_changemedia(robot: Probe) -> None:
+    payload = {
+        "id": "dQw4w9WgXcQ",
+        "title": "Rick &amp; Roll",
+        "seconds": 212,
+        "duration": "03:32",
+        "type": "yt",
+        "meta": {},
+        "currentTime": -3,
+        "paused": False,
+    }
+    d = _decode(robot, "changeMedia", payload)
+    assert d is not None
+    media = Media(title="Rick &amp; Roll", duration=212.0, type="yt", id="dQw4w9WgXcQ")
+    assert d.event == ChatEvent(kind="changemedia", media=media)
+
+
+def test_unused_events_ignored(robot: Probe) -> None:
+    assert _decode(robot, "mediaUpdate", {"currentTime": 12.5, "paused": False}) is None
+    assert _decode(robot, "usercount", 12) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=200))
+def test_any_chat_text_survives_the_robot(robot: Probe, text: str) -> None:
+    d = _decode(robot, "chatMsg", {"username": "u", "msg": text, "time": 1})
+    assert d is not None and d.event.text == text.replace("\x00", "")  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_say_accepted(robot: Probe, text: str) -> None:
+    r = robot.command(say_command(text, domain=DOMAIN, channel=CHANNEL))
+    assert r == {"emitted": [["chatMsg", {"msg": text}]], "reply": SAY_OK}
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_pm_accepted(robot: Probe, text: str) -> None:
+    r = robot.command(pm_command("alice", text, domain=DOMAIN, channel=CHANNEL))
+    assert r == {"emitted": [["pm", {"to": "alice", "msg": text}]], "reply": PM_OK}
+
+
+def test_channel_match_ignores_case(robot: Probe) -> None:
+    r = robot.command(say_command("hi", domain=DOMAIN, channel="420GRINDHOUSE"))
+    assert r["emitted"] == [["chatMsg", {"msg": "hi"}]]
+
+
+@pytest.mark.parametrize(
+    ("domain", "channel"),
+    [
+        ("Cytu.be", CHANNEL),
+        ("cytube", CHANNEL),
+        ("cytu.be", "lounge"),
+        ("cytu.be", "420grind.house"),
+    ],
+)
+def test_routing_mismatch_is_dropped_silently(robot: Probe, domain: str, channel: str) -> None:
+    """The robot neither executes nor answers a command for another domain/channel:
+    the domain must match its config exactly (case and dots), the channel up to case."""
+    r = robot.command(say_command("hi", domain=domain, channel=channel))
+    assert r == {"emitted": [], "reply": None}
+
+
+def test_what_we_refuse_the_robot_would_refuse(robot: Probe) -> None:
+    empty = json.dumps({"command": "say", "args": {"message": ""}, "meta": {}}).encode()
+    assert robot.command(empty) == {
+        "emitted": [],
+        "reply": {"service": "robot", "success": False, "error": "Missing message"},
+    }
+    with pytest.raises(ValueError):
+        say_command("", domain=DOMAIN, channel=CHANNEL)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=400).filter(lambda s: not s.lstrip().startswith("/")))
+def test_any_say_text_reaches_cytube_verbatim(robot: Probe, text: str) -> None:
+    r = robot.command(say_command(text, domain=DOMAIN, channel=CHANNEL))
+    assert r == {"emitted": [["chatMsg", {"msg": text}]], "reply": SAY_OK}
+
+
+# --------------------------------------------------------------------------- KV userlist
+
+
+def test_userlist_kv(robot: Probe) -> None:
+    events = [
+        ["userlist", [{"name": "alice", "rank": 1, "profile": {}, "meta": {"afk": False}}]],
+        ["addUser", {"name": "bob", "rank": 0, "profile": {}, "meta": {}}],
+        ["setUserRank", {"name": "bob", "rank": 2}],
+        ["addUser", {"name": "carol", "rank": 3, "profile": {}, "meta": {}}],
+        ["userLeave", {"name": "carol"}],
+    ]
+    r = robot.ask(op="kv", channel=CHANNEL, events=events)
+    assert userlist_bucket(CHANNEL) in r["buckets"]
+    puts = [
+        (key, base64.b64decode(v))
+        for bucket, key, v in r["puts"]
+        if bucket == userlist_bucket(CHANNEL)
+    ]
+    assert puts and {key for key, _ in puts} == {USERLIST_KEY}
+    snapshots = [parse_userlist_kv(value) for _, value in puts]
+    assert snapshots[0] == [("alice", 1)]
+    assert snapshots[2] == [("alice", 1), ("bob", 2)]  # setUserRank leaves {"name", "rank"}
+    assert snapshots[-1] == [("alice", 1), ("bob", 2)]
