@@ -106,5 +106,155 @@ def schema(kind: str) -> None:
     click.echo(json.dumps(get_schema(kind), indent=2))
 
 
-def run() -> None:  # pragma: no cover - console entry alias
-    main()
+def _ruleset_or_exit(paths: list[str], config, bot: str | None = None):
+    from .load import load_ruleset
+
+    try:
+        return load_ruleset(paths, config, bot_name=bot)
+    except RuleSetError as exc:
+        click.echo(format_text(exc.diagnostics, color=sys.stderr.isatty()), err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _default_rules(config) -> list[str]:
+    if config is not None and config.rules:
+        return [str(p) for p in config.rules]
+    return ["rules"]
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("-k", "keyword", help="Only cases whose name contains this text.")
+def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
+    """Run rule-test files (transcripts in virtual time; no model is called)."""
+    from . import ruletests
+
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        click.echo(f"error: no such file or directory: {', '.join(missing)}", err=True)
+        sys.exit(EXIT_USAGE)
+    suite = ruletests.run_files(paths, keyword=keyword)
+    if fmt == "json":
+        click.echo(ruletests.format_json(suite))
+    elif suite.diagnostics:
+        click.echo(format_text(suite.diagnostics, color=sys.stderr.isatty()), err=True)
+    if suite.diagnostics and any(d.is_error for d in suite.diagnostics):
+        sys.exit(EXIT_USAGE)
+    if fmt == "text":
+        click.echo(ruletests.format_text(suite))
+    if not suite.cases:
+        click.echo("error: no test cases found", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_OK if suite.passed else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("text")
+@click.argument("rules", nargs=-1, type=click.Path(exists=True))
+@click.option("--user", default="someone", show_default=True, help="The sender.")
+@click.option("--rank", default="registered", show_default=True, help="The sender's rank.")
+@click.option(
+    "--on",
+    "kind",
+    type=click.Choice(["chatmsg", "pm", "changemedia", "adduser"]),
+    default="chatmsg",
+    show_default=True,
+    help="The event kind.",
+)
+@click.option("--media", "media_title", help="Title of the media now playing.")
+@click.option("--media-duration", default="90m", show_default=True, help="Duration of --media.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Service config (bot name, chains, rules).",
+)
+def explain(
+    text: str,
+    rules: tuple[str, ...],
+    user: str,
+    rank: str,
+    kind: str,
+    media_title: str | None,
+    media_duration: str,
+    fmt: str,
+    config_path: str | None,
+) -> None:
+    """Show why the bot would or would not answer TEXT, rule by rule."""
+    from .explain import explain_event, format_explanation
+    from .units import parse_duration, parse_rank
+
+    config = _config_or_exit(config_path)
+    try:
+        rank_value = parse_rank(rank)
+        duration = parse_duration(media_duration)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    ruleset = _ruleset_or_exit(list(rules) or _default_rules(config), config)
+    result = explain_event(
+        ruleset,
+        text,
+        user=user,
+        rank=rank_value,
+        kind=kind,
+        media_title=media_title,
+        media_duration=duration,
+        channel=config.cytube.channel if config else "",
+    )
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        click.echo(format_explanation(result))
+
+
+@main.command()
+@click.argument("log", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--rules",
+    "rules",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Rule files or directories (repeatable; default: the config's or rules/).",
+)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def replay(log: str, rules: tuple[str, ...], config_path: str | None, seed: int, fmt: str) -> None:
+    """Run a recorded channel (JSONL of Kryten-Robot events) through the rules."""
+    from . import replay as replay_mod
+
+    config = _config_or_exit(config_path)
+    ruleset = _ruleset_or_exit(list(rules) or _default_rules(config), config)
+    path = Path(log)
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        lines = fh.readlines()
+    show_bar = sys.stderr.isatty() and len(lines) > 2000
+    if show_bar:
+        with click.progressbar(lines, label="replaying", file=sys.stderr) as bar:
+            stats = replay_mod.replay(
+                ruleset,
+                bar,
+                seed=seed,
+                bot_name=config.bot_name if config else None,
+                ignore_users=config.ignore_users if config else (),
+            )
+    else:
+        stats = replay_mod.replay(
+            ruleset,
+            lines,
+            seed=seed,
+            bot_name=config.bot_name if config else None,
+            ignore_users=config.ignore_users if config else (),
+        )
+    if fmt == "json":
+        click.echo(json.dumps(stats.as_dict(), indent=2))
+    else:
+        click.echo(replay_mod.format_text(stats))

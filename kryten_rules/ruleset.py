@@ -60,13 +60,22 @@ class Persona:
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """A rule's ``match`` as indices into the rule set's pattern table."""
+    """A rule's ``match`` as indices into the rule set's pattern table.
+
+    Every part given must hold: the mention is present, one of ``any`` or
+    ``regex`` is present, every ``all`` word is present, no ``none`` word is.
+    """
 
     mention: int | None = None
     any: tuple[int, ...] = ()
     all: tuple[int, ...] = ()
     regex: tuple[int, ...] = ()
     none: tuple[int, ...] = ()
+
+    @property
+    def one_of(self) -> tuple[int, ...]:
+        """``any`` words and ``regex`` patterns together: one of them must be present."""
+        return self.any + self.regex
 
     @property
     def positive(self) -> tuple[int, ...]:
@@ -143,7 +152,7 @@ class RuleSet:
         """Indices of every pattern present in ``text`` (one RE2 set pass)."""
         if self._set is None or not text:
             return frozenset()
-        return frozenset(self._set.Match(text))
+        return frozenset(self._set.Match(text) or ())
 
     @cached_property
     def _regexes(self) -> dict[int, Any]:

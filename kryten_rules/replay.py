@@ -1,0 +1,186 @@
+"""``kryten-rules replay``: a recorded channel through the rules, in its own time.
+
+The log is JSONL of Kryten-Robot event envelopes exactly as they appear on
+NATS (one envelope per line; a line may also be ``{"subject": ..., "data":
+envelope}`` as ``nats sub --json`` style recorders write). Each event is
+decoded by the same code as the live service (``wire.decode_message``) and
+evaluated on a virtual clock set to the event's recorded time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from .clock import VirtualClock
+from .engine import Engine
+from .ruleset import RuleSet
+from .wire import MalformedEvent, UserList, UserUpdate, decode_message, event_subject
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    events: int = 0
+    chat_lines: int = 0
+    malformed: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)
+    fired: Counter[str] = field(default_factory=Counter)
+    blocked: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    users: Counter[str] = field(default_factory=Counter)
+    replies_to: Counter[str] = field(default_factory=Counter)
+    first: float | None = None
+    last: float | None = None
+
+    @property
+    def hours(self) -> float:
+        if self.first is None or self.last is None:
+            return 0.0
+        return max(self.last - self.first, 0.0) / 3600.0
+
+    @property
+    def replies(self) -> int:
+        return sum(self.fired.values())
+
+    def as_dict(self, top: int = 10) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "chat_lines": self.chat_lines,
+            "malformed": self.malformed,
+            "ignored": dict(self.ignored),
+            "hours": round(self.hours, 3),
+            "replies": self.replies,
+            "replies_per_hour": round(self.replies / self.hours, 2) if self.hours else None,
+            "rules": {
+                rid: {"fired": self.fired.get(rid, 0), "blocked": dict(self.blocked.get(rid, {}))}
+                for rid in sorted(set(self.fired) | set(self.blocked))
+            },
+            "busiest_users": [
+                {"user": u, "lines": n, "replies": self.replies_to.get(u, 0)}
+                for u, n in self.users.most_common(top)
+            ],
+        }
+
+
+def _timestamp(env: dict[str, Any]) -> float | None:
+    ts = env.get("timestamp")
+    if isinstance(ts, str):
+        try:
+            return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def read_log(lines: Iterable[str]) -> Iterator[tuple[str, bytes, float | None] | None]:
+    """``(subject, data, envelope time)`` per line; ``None`` for an unreadable line."""
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            yield None
+            continue
+        if isinstance(obj, dict) and "data" in obj and "subject" in obj:
+            data = obj["data"]
+            env = data if isinstance(data, dict) else None
+            raw = json.dumps(data).encode() if isinstance(data, dict) else str(data).encode()
+            subject = str(obj["subject"])
+            if env is None:
+                try:
+                    env = json.loads(raw)
+                except ValueError:
+                    env = {}
+            yield subject, raw, _timestamp(env) if isinstance(env, dict) else None
+        elif isinstance(obj, dict) and isinstance(obj.get("event_name"), str):
+            subject = event_subject(str(obj.get("channel", "")), obj["event_name"])
+            yield subject, line.encode(), _timestamp(obj)
+        else:
+            yield None
+
+
+def replay(
+    ruleset: RuleSet,
+    lines: Iterable[str],
+    *,
+    seed: int = 0,
+    bot_name: str | None = None,
+    ignore_users: Iterable[str] = (),
+) -> ReplayStats:
+    clock = VirtualClock()
+    engine = Engine(ruleset, clock=clock, seed=seed, bot_name=bot_name, ignore_users=ignore_users)
+    stats = ReplayStats()
+    for item in read_log(lines):
+        stats.events += 1
+        if item is None:
+            stats.malformed += 1
+            continue
+        subject, data, env_time = item
+        try:
+            decoded = decode_message(subject, data)
+        except MalformedEvent:
+            stats.malformed += 1
+            continue
+        if decoded is None:
+            continue
+        at = decoded.at or env_time or clock.now()
+        clock.set(at)
+        ev = decoded.event
+        if isinstance(ev, UserList):
+            for name, rank in ev.users:
+                engine.set_rank(name, rank)
+        elif isinstance(ev, UserUpdate):
+            if ev.left:
+                engine.forget_user(ev.name)
+            elif ev.rank is not None:
+                engine.set_rank(ev.name, ev.rank)
+        if decoded.shadow:
+            stats.ignored["shadow"] += 1
+            continue
+        chat = decoded.chat
+        if chat is None:
+            continue
+        if engine.channel_name == "":
+            engine.channel_name = decoded.channel
+        stats.first = at if stats.first is None else stats.first
+        stats.last = at
+        if chat.kind in ("chatmsg", "pm"):
+            stats.chat_lines += 1
+            stats.users[chat.user] += 1
+        decision = engine.evaluate(replace(chat, at=clock.now()))
+        if decision.ignored:
+            stats.ignored[decision.ignored] += 1
+            continue
+        if decision.fired:
+            stats.fired[decision.fired] += 1
+            stats.replies_to[chat.user] += 1
+        for t in decision.trace:
+            if t.outcome == "blocked" and t.reason:
+                stats.blocked[t.rule][t.reason] += 1
+    return stats
+
+
+def format_text(stats: ReplayStats, top: int = 10) -> str:
+    d = stats.as_dict(top)
+    out = [
+        f"{d['events']} events, {d['chat_lines']} chat lines over {d['hours']:.2f} h"
+        f" ({d['malformed']} malformed, ignored: {d['ignored'] or 'none'})",
+        f"{d['replies']} replies"
+        + (f", {d['replies_per_hour']:.1f} per hour" if d["replies_per_hour"] else ""),
+        "",
+        f"{'rule':<24} {'fired':>6}  blocked by",
+    ]
+    for rid, r in d["rules"].items():
+        reasons = ", ".join(
+            f"{k} {v}" for k, v in sorted(r["blocked"].items(), key=lambda kv: -kv[1])
+        )
+        out.append(f"{rid:<24} {r['fired']:>6}  {reasons}")
+    out += ["", f"{'busiest users':<24} {'lines':>6} {'replies':>8}"]
+    for u in d["busiest_users"]:
+        out.append(f"{u['user']:<24} {u['lines']:>6} {u['replies']:>8}")
+    return "\n".join(out)

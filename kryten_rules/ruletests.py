@@ -1,0 +1,249 @@
+"""``kryten-rules test``: rule-test transcripts run in virtual time.
+
+Each case starts from empty state at time 0 with a fresh engine, a
+:class:`VirtualClock` and the file's seed, so a case never sleeps and always
+gives the same result. Prompts are rendered (``prompt_contains``) but no
+model is ever called.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .clock import VirtualClock
+from .config import ServiceConfig
+from .diagnostics import Diagnostic, RuleSetError
+from .engine import Decision, Engine
+from .events import ChatEvent, Media
+from .load import check_paths, load_config, load_ruleset
+from .prompts import render
+from .ruleset import RuleSet
+from .units import parse_duration, parse_rank
+from .yamlload import Node
+
+
+@dataclass(slots=True)
+class EventResult:
+    index: int
+    event: dict[str, Any]
+    expect: dict[str, Any]
+    decision: Decision
+    prompt: str | None
+    reply: str | None
+    failures: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "event": self.event,
+            "expect": self.expect,
+            "fired": self.decision.fired,
+            "blocked": self.decision.blocked,
+            "trace": [t.as_dict() for t in self.decision.trace],
+            "prompt": self.prompt,
+            "reply": self.reply,
+            "failures": self.failures,
+        }
+
+
+@dataclass(slots=True)
+class CaseResult:
+    file: str
+    name: str
+    events: list[EventResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(not e.failures for e in self.events)
+
+
+def _event(doc: dict[str, Any], at: float) -> ChatEvent:
+    user = str(doc.get("user", ""))
+    rank = parse_rank(doc["rank"]) if "rank" in doc else None
+    if "media" in doc:
+        m = doc["media"]
+        media = Media(
+            str(m["title"]),
+            parse_duration(m.get("duration", 0)),
+            str(m.get("type", "")),
+            str(m.get("id", "")),
+        )
+        return ChatEvent(kind="changemedia", user=user, rank=rank, at=at, media=media)
+    if "pm" in doc:
+        return ChatEvent(kind="pm", user=user, rank=rank, text=str(doc["pm"]), at=at)
+    if doc.get("join"):
+        return ChatEvent(kind="adduser", user=user, rank=rank, at=at)
+    return ChatEvent(kind="chatmsg", user=user, rank=rank, text=str(doc.get("say", "")), at=at)
+
+
+def _check(expect: dict[str, Any], d: Decision, prompt: str | None, reply: str | None) -> list[str]:
+    fails = []
+    if "fires" in expect and d.fired != expect["fires"]:
+        got = d.fired or f"nothing (blocked: {d.blocked or 'no rule matched'})"
+        fails.append(f"expected {expect['fires']!r} to fire, got {got}")
+    if "blocked" in expect:
+        if d.fired is not None:
+            fails.append(f"expected blocked by {expect['blocked']!r}, but {d.fired!r} fired")
+        elif d.blocked != expect["blocked"]:
+            got = d.blocked or "no match"
+            fails.append(f"expected blocked by {expect['blocked']!r}, got {got}")
+    if expect.get("silent") is True and d.fired is not None:
+        fails.append(f"expected silence, but {d.fired!r} fired")
+    if expect.get("silent") is False and d.fired is None:
+        fails.append("expected a rule to fire, nothing did")
+    if "prompt_contains" in expect:
+        want = expect["prompt_contains"]
+        if prompt is None:
+            fails.append(f"expected a prompt containing {want!r}, but no prompt was rendered")
+        elif want not in prompt:
+            fails.append(f"the prompt does not contain {want!r}")
+    if "reply_contains" in expect:
+        want = expect["reply_contains"]
+        if reply is None:
+            fails.append(f"expected a reply containing {want!r}, but there was no fixed reply")
+        elif want not in reply:
+            fails.append(f"the reply {reply!r} does not contain {want!r}")
+    return fails
+
+
+def run_case(
+    ruleset: RuleSet,
+    case: dict[str, Any],
+    *,
+    file: str,
+    seed: int,
+    bot: str | None,
+    channel: str = "",
+    ignore: Iterable[str] = (),
+) -> CaseResult:
+    clock = VirtualClock()
+    engine = Engine(
+        ruleset, clock=clock, seed=seed, bot_name=bot, channel=channel, ignore_users=ignore
+    )
+    result = CaseResult(file, case["name"])
+    for i, doc in enumerate(case["events"]):
+        at = parse_duration(doc.get("at", clock.now()))
+        clock.set(at)
+        decision = engine.evaluate(_event(doc, clock.now()))
+        prompt = reply = None
+        if decision.fired is not None:
+            rendered = render(decision, ruleset)
+            prompt, reply = rendered.prompt_text, rendered.reply
+        expect = doc.get("expect") or {}
+        result.events.append(
+            EventResult(
+                i,
+                {k: v for k, v in doc.items() if k != "expect"},
+                expect,
+                decision,
+                prompt,
+                reply,
+                _check(expect, decision, prompt, reply),
+            )
+        )
+    return result
+
+
+@dataclass(slots=True)
+class Suite:
+    cases: list[CaseResult] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.cases)
+
+
+def run_files(paths: Iterable[str | Path], *, keyword: str | None = None) -> Suite:
+    """Run every rule-test file under ``paths``; bad input becomes diagnostics."""
+    suite = Suite()
+    checked = check_paths(paths, kinds=("test",))
+    suite.diagnostics.extend(checked.diagnostics)
+    if not checked.ok:
+        return suite
+    for path, root in checked.tests:
+        suite.cases.extend(_run_file(path, root, keyword, suite))
+    return suite
+
+
+def _run_file(path: Path, root: Node, keyword: str | None, suite: Suite) -> list[CaseResult]:
+    doc = root.plain()
+    base = path.parent
+    config: ServiceConfig | None = None
+    try:
+        if doc.get("config"):
+            config = load_config(base / doc["config"])
+        rules = doc["rules"] if isinstance(doc["rules"], list) else [doc["rules"]]
+        ruleset = load_ruleset([base / r for r in rules], config, bot_name=doc.get("bot"))
+    except RuleSetError as exc:
+        suite.diagnostics.extend(exc.diagnostics)
+        return []
+    bot = doc.get("bot") or (config.bot_name if config else None)
+    channel = config.cytube.channel if config else ""
+    ignore = config.ignore_users if config else ()
+    out = []
+    for case in doc["cases"]:
+        if keyword and keyword.lower() not in case["name"].lower():
+            continue
+        out.append(
+            run_case(
+                ruleset,
+                case,
+                file=str(path),
+                seed=int(doc.get("seed", 0)),
+                bot=bot,
+                channel=channel,
+                ignore=ignore,
+            )
+        )
+    return out
+
+
+def format_text(suite: Suite) -> str:
+    lines: list[str] = []
+    for case in suite.cases:
+        if case.passed:
+            continue
+        lines.append(f"FAIL {case.file}: {case.name}")
+        for ev in case.events:
+            if not ev.failures:
+                continue
+            lines.append(f"  event {ev.index + 1}: {json.dumps(ev.event, ensure_ascii=False)}")
+            lines.append(f"    expected: {json.dumps(ev.expect, ensure_ascii=False)}")
+            for f in ev.failures:
+                lines.append(f"    - {f}")
+            lines.append("    trace:")
+            for t in ev.decision.trace or ():
+                detail = f" ({t.detail})" if t.detail else ""
+                lines.append(f"      {t.rule:<24} {t.outcome:<8} {t.reason or ''}{detail}")
+            if not ev.decision.trace:
+                why = ev.decision.ignored or "no rule of this kind has its patterns in the text"
+                lines.append(f"      (no rule tried: {why})")
+    passed = sum(1 for c in suite.cases if c.passed)
+    failed = len(suite.cases) - passed
+    lines.append(f"{passed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+def format_json(suite: Suite) -> str:
+    return json.dumps(
+        {
+            "passed": suite.passed,
+            "cases": [
+                {
+                    "file": c.file,
+                    "name": c.name,
+                    "passed": c.passed,
+                    "events": [e.as_dict() for e in c.events],
+                }
+                for c in suite.cases
+            ],
+            "diagnostics": [d.as_dict() for d in suite.diagnostics],
+        },
+        indent=2,
+        default=str,
+    )
