@@ -106,6 +106,85 @@ def schema(kind: str) -> None:
     click.echo(json.dumps(get_schema(kind), indent=2))
 
 
+def _setup_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+@main.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The service config (kryten-rules.yaml).",
+)
+@click.option("--dry-run", is_flag=True, help="Decide and log everything, send nothing.")
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: the config's).")
+def run_cmd(config_path: str, dry_run: bool, log_level: str | None) -> None:
+    """Run the bot: NATS in, rules, LLM, NATS out. SIGHUP reloads the rules."""
+    import asyncio
+
+    from .service.bot import Bot, StartupError
+
+    config = _config_or_exit(config_path)
+    _setup_logging(log_level or config.log.level)
+    bot = Bot(config, dry_run=True if dry_run else None)
+    try:
+        asyncio.run(bot.run_forever())
+    except StartupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default="kryten-rules.example.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The service config.",
+)
+@click.option("--user", default="you", show_default=True, help="Your CyTube name in the chat.")
+@click.option("--rank", default="registered", show_default=True, help="Your rank.")
+@click.option("--demo", is_flag=True, help="Play a short scripted conversation and exit.")
+@click.option("--log-level", default="WARNING", show_default=True)
+def chat(config_path: str, user: str, rank: str, demo: bool, log_level: str) -> None:
+    """Talk to the bot from the terminal through NATS (lines on stdin, or --demo)."""
+    import asyncio
+
+    from .service.bot import StartupError
+    from .service.chat import DEMO_SCRIPT, run_chat
+    from .units import parse_rank
+
+    config = _config_or_exit(config_path)
+    _setup_logging(log_level)
+    try:
+        rank_value = parse_rank(rank)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    try:
+        asyncio.run(
+            run_chat(
+                config,
+                user=user,
+                rank=rank_value,
+                script=DEMO_SCRIPT if demo else None,
+                interactive=sys.stdin.isatty(),
+            )
+        )
+    except StartupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        pass
+
+
 def _ruleset_or_exit(paths: list[str], config, bot: str | None = None):
     from .load import load_ruleset
 

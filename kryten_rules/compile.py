@@ -120,7 +120,9 @@ def _first(files: list[RuleFile], key: str) -> Any:
     return None
 
 
-def compile_rules(files: list[RuleFile], *, bot_name: str = "", digest: str = "") -> RuleSet:
+def compile_rules(
+    files: list[RuleFile], *, bot_name: str = "", digest: str = "", sources: tuple[str, ...] = ()
+) -> RuleSet:
     persona = _persona(files)
     pats = _Patterns()
     names = [bot_name] if bot_name else []
@@ -209,6 +211,7 @@ def compile_rules(files: list[RuleFile], *, bot_name: str = "", digest: str = ""
         bot_name=bot_name,
         files=tuple(rf.path for rf in files),
         digest=digest,
+        sources=sources,
         candidates={p: tuple(ix) for p, ix in candidates.items()},
         always={k: tuple(v) for k, v in always.items()},
         _set=compile_set(p.regex for p in pats.items) if pats.items else None,

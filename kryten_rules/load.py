@@ -208,7 +208,12 @@ def build_ruleset(
         return None, diags
     name = bot_name if bot_name is not None else (config.bot_name if config else "")
     return (
-        compile_rules(checked.rule_files, bot_name=name, digest=digest_of(checked.raw)),
+        compile_rules(
+            checked.rule_files,
+            bot_name=name,
+            digest=digest_of(checked.raw),
+            sources=tuple(sorted(checked.raw)),
+        ),
         diags,
     )
 

@@ -139,6 +139,8 @@ class RuleSet:
     bot_name: str = ""
     files: tuple[Path, ...] = ()
     digest: str = ""
+    # every file the rule set was built from (rule files and prompt templates)
+    sources: tuple[str, ...] = ()
     # pattern index -> indices of rules for which it is a positive pattern
     candidates: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
     always: Mapping[str, tuple[int, ...]] = field(default_factory=dict)

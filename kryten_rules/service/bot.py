@@ -1,0 +1,699 @@
+"""The running bot: NATS in, engine, prompts, LLM chain, output, NATS out.
+
+Only wiring lives here; each stage is its own module. Two rules shape it:
+
+* Decisions never wait. The NATS callback decodes, filters and evaluates an
+  event synchronously (microseconds) and hands a fired decision to a task;
+  LLM calls and pacing happen in those tasks, bounded in number.
+* The rule set changes only between two events. A reload builds the new set
+  in a worker thread, then swaps it on the event loop in one assignment, so no
+  event is lost, handled twice, or seen by half-swapped rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..clock import Clock, SystemClock
+from ..config import ChainConfig, ServiceConfig
+from ..diagnostics import Diagnostic
+from ..engine import Decision, Engine
+from ..events import ChatEvent
+from ..explain import explain_event
+from ..llm import ChainRunner, check_api_keys
+from ..llm.chain import ChainResult
+from ..load import build_ruleset
+from ..output import prepare_reply
+from ..prompts import render
+from ..ruleset import RuleSet
+from ..units import parse_rank
+from ..wire import (
+    COMMAND_SUBJECT,
+    MalformedEvent,
+    UserList,
+    UserUpdate,
+    decode_message,
+    parse_userlist_kv,
+    pm_command,
+    say_command,
+    subscribe_subject,
+    userlist_bucket,
+)
+from .embedded import EmbeddedNats
+from .metrics import HttpEndpoint, Metrics
+from .pacing import Outgoing, Pacer
+from .responselog import ResponseLog
+from .watch import FileWatcher
+
+log = logging.getLogger("kryten_rules.service")
+
+SERVICE = "rules"
+RULES_COMMAND_SUBJECT = "kryten.rules.command"
+RELOAD_SUBJECT = "kryten.events.rules.reload"
+DISCOVERY_SUBJECT = "kryten.service.discovery.poll"
+MAX_PENDING_REPLIES = 64
+
+
+class StartupError(RuntimeError):
+    """The service cannot start; the message says what the operator must fix."""
+
+
+def lifecycle_subject(event: str) -> str:
+    return f"kryten.lifecycle.{SERVICE}.{event}"
+
+
+class Bot:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        nats_url: str | None = None,
+        dry_run: bool | None = None,
+        completion: Any = None,
+        clock: Clock | None = None,
+        heartbeat_interval: float = 15.0,
+        watch_interval: float | None = 1.0,
+        metrics_port: int | None = None,
+        pacing: tuple[int, float] = (4, 1.0),
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.dry_run = config.dry_run if dry_run is None else dry_run
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self.heartbeat_interval = heartbeat_interval
+        self.watch_interval = watch_interval
+        self.metrics_port = config.metrics_port if metrics_port is None else metrics_port
+        self.on_decision = on_decision
+        self._nats_url = nats_url
+        self._completion = completion
+        self._pacing = pacing
+        self.nc: Any = None
+        self.embedded: EmbeddedNats | None = None
+        self.engine: Engine | None = None
+        self.chains: ChainRunner | None = None
+        self.pacer: Pacer | None = None
+        self.http: HttpEndpoint | None = None
+        self.responses = ResponseLog(config.log.responses)
+        self.started_at = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending = 0
+        self._stopping = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._last_reload: dict[str, Any] | None = None
+        self._malformed_logged: dict[str, float] = {}
+        self._subs: list[Any] = []
+        self._watcher: FileWatcher | None = None
+
+    # --- start and stop ---------------------------------------------------------
+
+    @property
+    def ruleset(self) -> RuleSet:
+        assert self.engine is not None
+        return self.engine.ruleset
+
+    @property
+    def url(self) -> str:
+        if self._nats_url:
+            return self._nats_url
+        if self.embedded is not None:
+            return self.embedded.url
+        return self.config.nats.url
+
+    def _usable_chains(self) -> dict[str, ChainConfig]:
+        """Chains without the models whose API key is missing (named in the log)."""
+        missing_models = set()
+        for problem in check_api_keys(self.config.models):
+            log.error("%s: those models are disabled", problem)
+        for name, m in self.config.models.items():
+            if m.api_key_env and not os.environ.get(m.api_key_env):
+                missing_models.add(name)
+        chains = {}
+        for name, chain in self.config.chains.items():
+            models = tuple(m for m in chain.models if m not in missing_models)
+            if not models:
+                raise StartupError(
+                    f"chain {name!r} has no usable model: set the API key variables above, "
+                    "or add a model that needs none"
+                )
+            chains[name] = replace(chain, models=models)
+        return chains
+
+    async def start(self) -> None:
+        self.started_at = self.clock.now()
+        ruleset, diags = await asyncio.to_thread(build_ruleset, self.config.rules, self.config)
+        if ruleset is None:
+            for d in diags:
+                log.error("%s: %s[%s]: %s", d.span, d.severity, d.code, d.message)
+            raise StartupError(f"the rules have {sum(d.is_error for d in diags)} error(s)")
+        self.engine = Engine(
+            ruleset,
+            clock=self.clock,
+            channel=self.config.cytube.channel,
+            bot_name=self.config.bot_name,
+            ignore_users=self.config.ignore_users,
+        )
+        self.metrics.rules.set(len(ruleset.rules))
+        self.chains = ChainRunner(
+            self.config.models,
+            self._usable_chains(),
+            completion=self._completion,
+            max_in_flight=self.config.max_in_flight,
+        )
+        self.pacer = Pacer(
+            burst=self._pacing[0],
+            per_second=self._pacing[1],
+            max_age=self.config.reply_max_age,
+            on_drop=lambda r: self.metrics.replies_dropped.labels(r).inc(),
+        )
+        self.pacer.start()
+        if self.config.nats.embedded and not self._nats_url:
+            self.embedded = await asyncio.to_thread(EmbeddedNats().start)
+            log.info("embedded nats-server listening on %s", self.embedded.url)
+        await self._connect()
+        await self._load_ranks()
+        await self._subscribe()
+        if self.watch_interval:
+            self._watcher = FileWatcher(
+                self._watched_paths, self.watch_interval, lambda: self.reload("file change")
+            )
+            self._spawn(self._watcher.run(), "watcher")
+        self._spawn(self._heartbeat(), "heartbeat")
+        if self.metrics_port is not None:
+            self.http = HttpEndpoint(self.metrics, self.health, port=self.metrics_port)
+            await self.http.start()
+            log.info("health and metrics on http://127.0.0.1:%d/metrics", self.http.port)
+        await self._publish_lifecycle("startup")
+        log.info(
+            "kryten-rules %s: %d rules, channel %s, bot %s%s",
+            __version__,
+            len(ruleset.rules),
+            self.config.cytube.channel,
+            self.config.bot_name,
+            " (dry run)" if self.dry_run else "",
+        )
+
+    async def _connect(self) -> None:
+        import nats
+
+        async def disconnected() -> None:
+            self.metrics.nats_connected.set(0)
+            if not self._stopping.is_set():
+                log.warning("nats: disconnected from %s", self.url)
+
+        async def reconnected() -> None:
+            self.metrics.nats_connected.set(1)
+            log.info("nats: reconnected to %s; subscriptions restored", self.url)
+
+        async def error(exc: Exception) -> None:
+            log.debug("nats: %r", exc)
+
+        delay = 0.5
+        while True:
+            try:
+                self.nc = await nats.connect(
+                    self.url,
+                    name=f"kryten-rules-{self.config.cytube.channel}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                    connect_timeout=2,
+                )
+                self.metrics.nats_connected.set(1)
+                log.info("nats: connected to %s", self.url)
+                return
+            except Exception as exc:
+                if self._stopping.is_set():
+                    raise StartupError("stopped before NATS was reachable") from exc
+                log.warning(
+                    "nats: cannot connect to %s (%s); retrying in %.1fs",
+                    self.url,
+                    exc or type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _load_ranks(self) -> None:
+        """Ranks from Kryten-Robot's KV bucket, when it exists (chat events carry none)."""
+        assert self.engine is not None
+        try:
+            kv = await self.nc.jetstream().key_value(userlist_bucket(self.config.cytube.channel))
+            entry = await kv.get("users")
+            users = parse_userlist_kv(entry.value or b"[]")
+        except Exception as exc:
+            log.info("no user list in KV yet (%s); ranks come from user events", type(exc).__name__)
+            return
+        for name, rank in users:
+            self.engine.set_rank(name, rank)
+        log.info("loaded %d user ranks from KV", len(users))
+
+    async def _subscribe(self) -> None:
+        nc = self.nc
+        self._subs = [
+            await nc.subscribe(subscribe_subject(self.config.cytube.channel), cb=self._on_event),
+            await nc.subscribe(RULES_COMMAND_SUBJECT, cb=self._on_command),
+            await nc.subscribe(DISCOVERY_SUBJECT, cb=self._on_discovery),
+        ]
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Stop intake, let in-flight replies finish for ``grace`` seconds, then cancel."""
+        self._stopping.set()
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs = []
+        busy = [t for t in self._tasks if t.get_name() == "respond"]
+        if busy:
+            await asyncio.wait(busy, timeout=grace)
+        if self.pacer is not None:
+            await self.pacer.drain(timeout=max(0.5, grace / 2))
+            await self.pacer.stop()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.nc is not None and self.nc.is_connected:
+            with contextlib.suppress(Exception):
+                await self._publish_lifecycle("shutdown")
+                await self.nc.flush(timeout=2)
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        if self.http is not None:
+            await self.http.stop()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.close)
+            self.embedded = None
+        log.info("kryten-rules stopped")
+
+    async def run_forever(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, stop cleanly. SIGHUP reloads the rules."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP"), "reload"))
+        try:
+            await self.start()
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    # --- events -------------------------------------------------------------------
+
+    def _log_malformed(self, reason: str) -> None:
+        self.metrics.malformed.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._malformed_logged.get(reason, -1e9) > 60:
+            self._malformed_logged[reason] = now
+            log.warning(
+                "skipped a malformed event: %s (repeats are counted, not logged, for a minute)",
+                reason,
+            )
+
+    async def _on_event(self, msg: Any) -> None:
+        try:
+            self.handle(msg.subject, msg.data)
+        except Exception:  # a bug of ours must not stop the subscription
+            log.exception("event on %s could not be handled", msg.subject)
+
+    def handle(self, subject: str, data: bytes) -> Decision | None:
+        """Decode, filter and decide one event; start the reply if a rule fired."""
+        t0 = time.perf_counter()
+        try:
+            decoded = decode_message(subject, data)
+        except MalformedEvent as exc:
+            self._log_malformed(exc.reason)
+            return None
+        if decoded is None:
+            return None
+        self.metrics.events.labels(decoded.event_name).inc()
+        engine = self.engine
+        assert engine is not None
+        ev = decoded.event
+        if isinstance(ev, UserList):
+            for name, rank in ev.users:
+                engine.set_rank(name, rank)
+        elif isinstance(ev, UserUpdate):
+            if ev.left:
+                engine.forget_user(ev.name)
+            elif ev.rank is not None:
+                engine.set_rank(ev.name, ev.rank)
+        chat = decoded.chat
+        if chat is None:
+            return None
+        if decoded.shadow:
+            self.metrics.ignored.labels("shadow").inc()
+            return None
+        if decoded.at is not None and decoded.at < self.started_at:
+            self.metrics.ignored.labels("history").inc()
+            return None
+        decision = engine.evaluate(replace(chat, at=self.clock.now()))
+        self.metrics.decision_latency.observe(time.perf_counter() - t0)
+        if decision.ignored:
+            self.metrics.ignored.labels(decision.ignored).inc()
+            return decision
+        for t in decision.trace:
+            if t.reason != "no_match":
+                self.metrics.decisions.labels(t.rule, t.outcome, t.reason or "").inc()
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        if decision.fired is not None:
+            if self._pending >= MAX_PENDING_REPLIES:
+                log.warning(
+                    "too many replies in progress: dropped %s for %s", decision.fired, chat.user
+                )
+                self.metrics.replies_dropped.labels("overloaded").inc()
+            else:
+                self._pending += 1
+                self.metrics.in_flight.inc()
+                self._spawn(self._respond(decision, engine.ruleset), "respond")
+        return decision
+
+    # --- replies ------------------------------------------------------------------
+
+    async def _respond(self, decision: Decision, ruleset: RuleSet) -> None:
+        assert self.pacer is not None and self.chains is not None
+        received = self.pacer.now()
+        t0 = time.perf_counter()
+        rule = decision.rule
+        assert rule is not None
+        result: ChainResult | None = None
+        try:
+            rendered = render(decision, ruleset)
+            text = rendered.reply
+            if rendered.messages is not None and not decision.shadow:
+                result = await self.chains.run(rule.chain, rendered.messages)
+                for a in result.attempts:
+                    self.metrics.llm_attempts.labels(a.model, a.outcome).inc()
+                    if a.called:
+                        self.metrics.llm_latency.labels(a.model).observe(a.latency)
+                    if a.cost:
+                        self.metrics.llm_cost.labels(a.model).inc(a.cost)
+                text = result.text if result.ok else rendered.fallback
+            names = [ruleset.persona.name] if ruleset.persona else []
+            names += [self.config.bot_name] if self.config.bot_name else []
+            parts = (
+                prepare_reply(
+                    text or "",
+                    persona_names=names,
+                    max_length=self.config.cytube.max_message_length,
+                    max_parts=rule.max_parts,
+                )
+                if text
+                else []
+            )
+            via = self._via(rule.respond_via, decision.event)
+            send = bool(parts) and not self.dry_run and not decision.shadow
+            if send:
+                for i, part in enumerate(parts):
+                    self.pacer.submit(
+                        Outgoing(
+                            self._sender(via, decision.event.user, part),
+                            received,
+                            f"{rule.id} part {i + 1}",
+                        )
+                    )
+            self._log_response(
+                decision,
+                rendered.prompt_hash,
+                result,
+                parts,
+                via,
+                send,
+                time.perf_counter() - t0,
+                rendered.error,
+            )
+        except Exception:
+            log.exception("rule %s: preparing the reply failed", rule.id)
+        finally:
+            self._pending -= 1
+            self.metrics.in_flight.dec()
+
+    @staticmethod
+    def _via(respond_via: str, event: ChatEvent) -> str:
+        if respond_via == "same":
+            return "pm" if event.kind == "pm" else "chat"
+        return respond_via
+
+    def _sender(self, via: str, user: str, text: str) -> Callable[[], Any]:
+        cy = self.config.cytube
+
+        async def send() -> None:
+            if via == "pm":
+                data = pm_command(user, text, domain=cy.domain, channel=cy.channel)
+            else:
+                data = say_command(text, domain=cy.domain, channel=cy.channel)
+            await self.nc.publish(COMMAND_SUBJECT, data)
+            self.metrics.replies.labels(via).inc()
+
+        return send
+
+    def _log_response(
+        self,
+        decision: Decision,
+        prompt_hash: str | None,
+        result: ChainResult | None,
+        parts: list[str],
+        via: str,
+        sent: bool,
+        took: float,
+        error: str | None,
+    ) -> None:
+        ev = decision.event
+        rule = decision.rule
+        assert rule is not None
+        attempts = [
+            {
+                "model": a.model,
+                "outcome": a.outcome,
+                "latency": round(a.latency, 4),
+                "prompt_tokens": a.prompt_tokens,
+                "completion_tokens": a.completion_tokens,
+                "cost": a.cost,
+                "error": a.error,
+            }
+            for a in (result.attempts if result else ())
+        ]
+        tokens = [(a["prompt_tokens"] or 0) + (a["completion_tokens"] or 0) for a in attempts]
+        record = {
+            "time": datetime.now(UTC).isoformat(),
+            "channel": self.config.cytube.channel,
+            "user": ev.user,
+            "rank": decision.context["user"]["rank"] if decision.context else None,
+            "event": ev.kind,
+            "rule": rule.id,
+            "mode": rule.mode,
+            "trace": [f"{t.rule}:{t.reason or t.outcome}" for t in decision.trace],
+            "prompt_hash": prompt_hash,
+            "model": result.model if result else None,
+            "attempts": attempts,
+            "latency": round(took, 4),
+            "tokens": sum(tokens) if tokens else None,
+            "cost": result.cost if result else None,
+            "via": via,
+            "parts": parts,
+            "sent": sent,
+            "dry_run": self.dry_run,
+            "error": error,
+        }
+        self.responses.write(record)
+        verb = "replied" if sent else ("would reply" if parts else "stayed silent")
+        log.info(
+            "%s -> %s %s (%s%s)",
+            ev.user,
+            rule.id,
+            verb,
+            result.model if result and result.model else "no model",
+            f", {len(parts)} part(s)" if parts else "",
+        )
+
+    # --- reload -------------------------------------------------------------------
+
+    def _watched_paths(self) -> list[Path]:
+        paths: list[Path] = []
+        for p in self.config.rules:
+            if p.is_dir():
+                paths += [f for f in p.rglob("*") if f.is_file()]
+            else:
+                paths.append(p)
+        if self.engine is not None:
+            paths += [Path(s) for s in self.ruleset.sources]
+        return paths
+
+    async def reload(self, reason: str = "request") -> dict[str, Any]:
+        """Load and check the rule files in full; swap only a clean, changed set."""
+        async with self._reload_lock:
+            t0 = time.perf_counter()
+            ruleset, diags = await asyncio.to_thread(build_ruleset, self.config.rules, self.config)
+            took = round((time.perf_counter() - t0) * 1000, 1)
+            engine = self.engine
+            assert engine is not None
+            outcome: dict[str, Any] = {
+                "ok": ruleset is not None,
+                "reason": reason,
+                "files": [str(f) for f in (ruleset or engine.ruleset).files],
+                "rules": len((ruleset or engine.ruleset).rules),
+                "diagnostics": [d.as_dict() for d in diags],
+                "took_ms": took,
+                "changed": False,
+            }
+            if ruleset is None:
+                self.metrics.reloads.labels("failed").inc()
+                log.error(
+                    "reload (%s) failed; the running rules stay: %s",
+                    reason,
+                    "; ".join(_short(d) for d in diags if d.is_error),
+                )
+            elif ruleset.digest == engine.ruleset.digest:
+                self.metrics.reloads.labels("unchanged").inc()
+                log.debug("reload (%s): no change", reason)
+            else:
+                engine.swap(ruleset)  # on the loop: between two events
+                outcome["changed"] = True
+                self.metrics.reloads.labels("ok").inc()
+                self.metrics.rules.set(len(ruleset.rules))
+                log.info(
+                    "reload (%s): %d rules from %d files in %.0f ms",
+                    reason,
+                    len(ruleset.rules),
+                    len(ruleset.files),
+                    took,
+                )
+            self._last_reload = {**outcome, "at": datetime.now(UTC).isoformat()}
+            if self.nc is not None and self.nc.is_connected:
+                with contextlib.suppress(Exception):
+                    await self.nc.publish(RELOAD_SUBJECT, json.dumps(outcome).encode())
+            return outcome
+
+    # --- lifecycle, discovery, commands ---------------------------------------------
+
+    def _lifecycle_payload(self) -> dict[str, Any]:
+        return {
+            "service": SERVICE,
+            "version": __version__,
+            "hostname": socket.gethostname(),
+            "timestamp": datetime.now(UTC).isoformat(),
+            "uptime_seconds": round(self.clock.now() - self.started_at, 3),
+            "metadata": {
+                "channel": self.config.cytube.channel,
+                "rules": len(self.ruleset.rules) if self.engine else 0,
+                "dry_run": self.dry_run,
+            },
+        }
+
+    async def _publish_lifecycle(self, event: str) -> None:
+        await self.nc.publish(
+            lifecycle_subject(event), json.dumps(self._lifecycle_payload()).encode()
+        )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            if self.nc is not None and self.nc.is_connected:
+                with contextlib.suppress(Exception):
+                    await self._publish_lifecycle("heartbeat")
+
+    async def _on_discovery(self, msg: Any) -> None:
+        with contextlib.suppress(Exception):
+            await self._publish_lifecycle("startup")
+
+    def health(self) -> dict[str, Any]:
+        connected = bool(self.nc is not None and self.nc.is_connected)
+        return {
+            "status": "ok" if connected and self.engine is not None else "degraded",
+            "service": SERVICE,
+            "version": __version__,
+            "nats_connected": connected,
+            "rules": len(self.ruleset.rules) if self.engine else 0,
+            "uptime_seconds": round(self.clock.now() - self.started_at, 3),
+            "replies_in_progress": self._pending,
+            "send_queue": self.pacer.pending if self.pacer else 0,
+            "dry_run": self.dry_run,
+        }
+
+    def status(self) -> dict[str, Any]:
+        rs = self.ruleset
+        return {
+            "files": [str(f) for f in rs.files],
+            "rules": len(rs.rules),
+            "rule_ids": [r.id for r in rs.rules],
+            "digest": rs.digest,
+            "last_reload": self._last_reload,
+        }
+
+    async def command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One ``kryten.rules.command`` request; the data of a successful reply."""
+        if name == "system.ping":
+            return {"pong": True, "service": SERVICE, "version": __version__}
+        if name == "system.health":
+            return self.health()
+        if name == "rules.status":
+            return self.status()
+        if name == "rules.reload":
+            return await self.reload("command")
+        if name == "rules.explain":
+            text = args.get("text")
+            if not isinstance(text, str):
+                raise ValueError("args.text (the chat line) is required")
+            media = args.get("media")
+            return explain_event(
+                self.ruleset,
+                text,
+                user=str(args.get("user", "someone")),
+                rank=parse_rank(args.get("rank", 1)),
+                kind=str(args.get("on", "chatmsg")),
+                media_title=media if isinstance(media, str) else None,
+                media_duration=float(args.get("media_duration", 5400)),
+                channel=self.config.cytube.channel,
+            )
+        raise ValueError(f"unknown command {name!r}")
+
+    async def _on_command(self, msg: Any) -> None:
+        name = "?"
+        try:
+            req = json.loads(msg.data)
+            if not isinstance(req, dict):
+                raise ValueError("the request must be a JSON object")
+            name = str(req.get("command", ""))
+            args = req.get("args") or {}
+            if not isinstance(args, dict):
+                raise ValueError("args must be an object")
+            reply = {
+                "service": SERVICE,
+                "command": name,
+                "success": True,
+                "data": await self.command(name, args),
+            }
+        except Exception as exc:
+            reply = {"service": SERVICE, "command": name, "success": False, "error": str(exc)}
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(json.dumps(reply, default=str).encode())
+
+
+def _short(d: Diagnostic) -> str:
+    return f"{d.span}: [{d.code}] {d.message}"

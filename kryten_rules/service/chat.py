@@ -1,0 +1,218 @@
+"""``kryten-rules chat``: talk to the bot from a terminal, through NATS.
+
+The client plays Kryten-Robot's part: each line typed becomes a ``chatMsg``
+envelope on ``kryten.events.cytube.{channel}.chatmsg`` exactly as the bridge
+publishes it, and the bot's ``say``/``pm`` commands are read back from
+``kryten.robot.command``. The bot runs in the same process (so the embedded
+NATS works), and the trace of each decision is printed under the line.
+
+Lines that start with ``/`` are client commands: ``/user NAME``, ``/rank R``,
+``/media TITLE [DURATION]``, ``/pm TEXT``, ``/join``, ``/quit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from ..config import ServiceConfig
+from ..engine import Decision
+from ..units import parse_duration, parse_rank
+from ..wire import COMMAND_SUBJECT, envelope, event_subject
+from .bot import Bot
+
+# Several users, a few seconds apart: the global cooldown (5s) passes between
+# lines, and one line shows a cooldown blocking a reply.
+DEMO_SCRIPT = (
+    "/user alice",
+    "hey cynthia, what's your favourite fight scene?",
+    "cynthia??",
+    "/user bob",
+    "!help",
+    "/media China O'Brien 90m",
+    "/user carol",
+    "cynthia, any spoilers for this one?",
+    "/user dave",
+    "cynthia, did you do your own stunts in this?",
+    "/user erin",
+    "/pm hi cynthia, are you the real one?",
+    "/quit",
+)
+
+
+class ChatClient:
+    def __init__(
+        self, bot: Bot, *, user: str = "you", rank: int = 1, out: TextIO = sys.stdout
+    ) -> None:
+        self.bot = bot
+        self.user = user
+        self.rank = rank
+        self.out = out
+        cy = bot.config.cytube
+        self.channel, self.domain = cy.channel, cy.domain
+        self._replies: asyncio.Queue[str] = asyncio.Queue()
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def on_decision(self, d: Decision) -> None:
+        if d.event.kind == "adduser" and d.fired is None:
+            return
+        tried = ", ".join(
+            f"{t.rule} {t.outcome}"
+            + (
+                f" ({t.reason}{': ' + t.detail if t.detail else ''})"
+                if t.reason and t.reason != "no_match"
+                else ""
+            )
+            for t in d.trace
+            if t.reason != "no_match"
+        )
+        self.say(f"    rules: {tried or 'no rule matched'}")
+
+    async def _on_command(self, msg: Any) -> None:
+        try:
+            cmd = json.loads(msg.data)
+            args = cmd.get("args", {})
+            if cmd.get("command") == "say":
+                self.say(f"{self.bot.config.bot_name}> {args.get('message')}")
+            elif cmd.get("command") == "pm":
+                self.say(f"{self.bot.config.bot_name} (pm to {args.get('to')})> {args.get('msg')}")
+        except (ValueError, AttributeError):
+            pass
+        if msg.reply:  # answer as Kryten-Robot does, so request-style senders get a reply
+            await msg.respond(json.dumps({"service": "robot", "success": True}).encode())
+
+    async def publish(self, event_name: str, payload: dict[str, Any]) -> None:
+        data = envelope(event_name, payload, channel=self.channel, domain=self.domain)
+        await self.bot.nc.publish(event_subject(self.channel, event_name), data)
+
+    async def line(self, text: str) -> bool:
+        """Handle one typed line; False when the user wants to quit."""
+        text = text.rstrip("\n")
+        if not text.strip():
+            return True
+        now_ms = int(time.time() * 1000)
+        if text.startswith("/"):
+            cmd, _, rest = text[1:].partition(" ")
+            if cmd in ("quit", "exit"):
+                return False
+            if cmd == "user" and rest:
+                self.user = rest.strip()
+                await self.publish(
+                    "addUser", {"name": self.user, "rank": self.rank, "meta": {}, "profile": {}}
+                )
+            elif cmd == "rank" and rest:
+                self.rank = parse_rank(rest.strip())
+                await self.publish("setUserRank", {"name": self.user, "rank": self.rank})
+            elif cmd == "join":
+                await self.publish(
+                    "addUser", {"name": self.user, "rank": self.rank, "meta": {}, "profile": {}}
+                )
+            elif cmd == "media" and rest:
+                title, duration = rest, 5400.0
+                head, _, last = rest.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    duration, title = parse_duration(last), head or rest
+                await self.publish(
+                    "changeMedia",
+                    {
+                        "id": "demo",
+                        "title": title,
+                        "seconds": duration,
+                        "duration": f"{int(duration // 60)}:{int(duration % 60):02d}",
+                        "type": "yt",
+                        "meta": {},
+                        "currentTime": 0,
+                        "paused": False,
+                    },
+                )
+            elif cmd == "pm" and rest:
+                await self.publish(
+                    "pm",
+                    {
+                        "username": self.user,
+                        "msg": rest,
+                        "meta": {},
+                        "time": now_ms,
+                        "to": self.bot.config.bot_name,
+                    },
+                )
+            else:
+                self.say(
+                    "commands: /user NAME, /rank R, /media TITLE [DURATION], /pm TEXT, /join, /quit"
+                )
+            return True
+        await self.publish(
+            "chatMsg", {"username": self.user, "msg": text, "meta": {}, "time": now_ms}
+        )
+        return True
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the bot has nothing in progress (scripted mode)."""
+        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pacer = self.bot.pacer
+            if self.bot._pending == 0 and (pacer is None or pacer.pending == 0):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
+
+
+async def run_chat(
+    config: ServiceConfig,
+    *,
+    user: str,
+    rank: int,
+    script: Iterable[str] | None,
+    interactive: bool,
+    pause: float = 5.5,
+) -> None:
+    client_box: list[ChatClient] = []
+    bot = Bot(
+        config,
+        on_decision=lambda d: client_box[0].on_decision(d) if client_box else None,
+        watch_interval=1.0,
+        metrics_port=None,
+    )
+    await bot.start()
+    client = ChatClient(bot, user=user, rank=rank)
+    client_box.append(client)
+    await bot.nc.subscribe(COMMAND_SUBJECT, cb=client._on_command)
+    await client.publish("addUser", {"name": user, "rank": rank, "meta": {}, "profile": {}})
+    client.say(
+        f"connected to {bot.url} as {user} (rank {rank}) in #{config.cytube.channel}; "
+        f"talking to {config.bot_name}. /quit to leave."
+    )
+    try:
+        if script is not None:
+            for text in script:
+                if not text.startswith("/") or text.startswith("/pm "):
+                    shown = text if not text.startswith("/pm ") else f"(pm) {text[4:]}"
+                    client.say(f"{client.user}> {shown}")
+                if not await client.line(text):
+                    break
+                await client.settle()
+                if not text.startswith("/") or text.startswith("/pm "):
+                    await asyncio.sleep(pause)
+        else:
+            while True:
+                if interactive:
+                    sys.stdout.write(f"{client.user}> ")
+                    sys.stdout.flush()
+                text = await asyncio.to_thread(sys.stdin.readline)
+                if not text:
+                    break
+                if not await client.line(text):
+                    break
+                if not interactive:
+                    await client.settle()
+    finally:
+        await bot.stop()

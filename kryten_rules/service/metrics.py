@@ -1,0 +1,148 @@
+"""Prometheus metrics and the ``/health`` + ``/metrics`` HTTP endpoint.
+
+Each service instance has its own registry (tests run several in one process).
+The HTTP server is a few lines of asyncio: it serves two fixed paths, so a web
+framework would be all weight and no help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LLM_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "kryten_rules_events_total", "Events received, by event name.", ["event"], registry=r
+        )
+        self.malformed = Counter(
+            "kryten_rules_events_malformed_total",
+            "Events skipped as malformed, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.ignored = Counter(
+            "kryten_rules_events_ignored_total",
+            "Events that never reached the rules, by why.",
+            ["why"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "kryten_rules_decisions_total",
+            "Rule outcomes per evaluated event, by rule and reason.",
+            ["rule", "outcome", "reason"],
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "kryten_rules_decision_seconds",
+            "Time to decide one event.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.llm_attempts = Counter(
+            "kryten_rules_llm_attempts_total",
+            "LLM attempts, by model and outcome.",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.llm_latency = Histogram(
+            "kryten_rules_llm_seconds",
+            "Latency of LLM attempts.",
+            ["model"],
+            buckets=LLM_BUCKETS,
+            registry=r,
+        )
+        self.llm_cost = Counter(
+            "kryten_rules_llm_cost_total", "Cost of LLM calls where known.", ["model"], registry=r
+        )
+        self.replies = Counter(
+            "kryten_rules_replies_total", "Chat messages sent, by how.", ["via"], registry=r
+        )
+        self.replies_dropped = Counter(
+            "kryten_rules_replies_dropped_total",
+            "Replies not sent, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "kryten_rules_reloads_total", "Rule reloads, by outcome.", ["outcome"], registry=r
+        )
+        self.rules = Gauge("kryten_rules_rules", "Rules loaded.", registry=r)
+        self.in_flight = Gauge(
+            "kryten_rules_dispatch_in_flight", "Replies being prepared.", registry=r
+        )
+        self.nats_connected = Gauge(
+            "kryten_rules_nats_connected", "1 when connected to NATS.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HttpEndpoint:
+    """``GET /health`` (JSON) and ``GET /metrics`` (Prometheus text)."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        health: Callable[[], dict[str, Any]],
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.metrics = metrics
+        self.health = health
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = request.decode("latin-1").split()
+            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
+            if parts[:1] != ["GET"]:
+                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
+            elif path == "/metrics":
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self.metrics.render()
+            elif path in ("/health", "/healthz", "/"):
+                data = self.health()
+                status = "200 OK" if data.get("status") == "ok" else "503 Service Unavailable"
+                ctype, body = "application/json", json.dumps(data).encode()
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, UnicodeDecodeError) as exc:
+            log.debug("http: dropped a request: %r", exc)
+        finally:
+            writer.close()

@@ -1,0 +1,62 @@
+"""Reload on change: poll the rule set's files for changes.
+
+Polling (mtime, size and the set of files, once a second) works the same on
+every filesystem, in containers and over network mounts where inotify is
+absent or silent, and costs nothing at this scale. A change triggers the
+callback once the files have been still for ``settle`` seconds, so an editor
+that writes in several steps causes one reload, not three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+Snapshot = frozenset[tuple[str, int, int]]
+
+
+def snapshot(paths: Iterable[Path]) -> Snapshot:
+    out = set()
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.add((str(p), st.st_mtime_ns, st.st_size))
+    return frozenset(out)
+
+
+class FileWatcher:
+    def __init__(
+        self,
+        paths: Callable[[], Iterable[Path]],
+        interval: float,
+        on_change: Callable[[], Awaitable[object]],
+        settle: float = 0.2,
+    ) -> None:
+        self.paths = paths
+        self.interval = interval
+        self.settle = settle
+        self.on_change = on_change
+
+    async def run(self) -> None:
+        last = await asyncio.to_thread(lambda: snapshot(self.paths()))
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                now = await asyncio.to_thread(lambda: snapshot(self.paths()))
+                if now == last:
+                    continue
+                await asyncio.sleep(self.settle)
+                now = await asyncio.to_thread(lambda: snapshot(self.paths()))
+                last = now
+                log.info("rule files changed; reloading")
+                await self.on_change()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("watching the rule files failed; will retry")
