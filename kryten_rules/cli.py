@@ -337,3 +337,7 @@ def replay(log: str, rules: tuple[str, ...], config_path: str | None, seed: int,
         click.echo(json.dumps(stats.as_dict(), indent=2))
     else:
         click.echo(replay_mod.format_text(stats))
+
+
+if __name__ == "__main__":
+    main()
