@@ -22,7 +22,7 @@ from .templates import TemplateProblem
 
 log = logging.getLogger(__name__)
 
-_TAG = re.compile(r"</?\s*chat\s*>", re.IGNORECASE)
+_TAG = re.compile(r"<\s*/?\s*chat\s*>", re.IGNORECASE)
 
 
 def _defuse(value: str) -> str:
@@ -40,6 +40,9 @@ def safe_context(context: dict[str, Any]) -> dict[str, Any]:
         {"user": _defuse(h.get("user", "")), "text": _defuse(h.get("text", ""))}
         for h in ctx.get("history") or []
     ]
+    media = ctx.get("media")
+    if isinstance(media, dict):  # titles are chosen by whoever queued the video
+        ctx["media"] = {k: _defuse(v) if isinstance(v, str) else v for k, v in media.items()}
     user = dict(ctx.get("user") or {})
     if isinstance(user.get("name"), str):
         user["name"] = _defuse(user["name"])

@@ -15,7 +15,10 @@ says, not to run code. So templates:
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -56,20 +59,99 @@ class TemplateProblem(Exception):
         self.needle = needle  # the text the problem is about, to find its column
 
 
+MAX_POWER = 64  # exponents beyond this are not prompt arithmetic
+MAX_WIDTH = 999  # widths in format specs and padding filters
+# A per-render budget of `range` items: nested loops multiply, a per-call cap does not.
+_range_budget: ContextVar[int] = ContextVar("range_budget", default=MAX_RANGE * 10)
+_WIDE_FORMAT = re.compile(r"\{[^}]*\d{4,}[^}]*\}|%[-+ #0*]*\d{4,}")
+
+
+def _too_big(value: Any) -> bool:
+    return isinstance(value, str | list | tuple) and len(value) > MAX_OUTPUT_CHARS
+
+
 class _Env(ImmutableSandboxedEnvironment):
-    """The sandbox, tightened: no private attributes even through ``attr()``/getitem."""
+    """The sandbox, tightened.
+
+    * no private attributes, even through ``attr()`` or ``[...]``;
+    * ``*``, ``**`` and ``%`` go through :meth:`call_binop` with size limits (and
+      are therefore never folded at parse time, so ``validate`` cannot be made to
+      compute ``10 ** 10 ** 10``);
+    * format strings and padding filters refuse huge widths before allocating.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr.startswith("_"):
             return False
         return super().is_safe_attribute(obj, attr, value)
 
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_POWER:
+                raise SecurityError(f"exponent {right!r} is too large")
+            return left**right
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and (
+                    len(seq) * n > MAX_OUTPUT_CHARS
+                ):
+                    raise SecurityError("repetition result is too long")
+            return left * right
+        if isinstance(left, str) and _WIDE_FORMAT.search(left):  # '%' formatting
+            raise SecurityError("format width is too large")
+        return left % right
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """``'...'.format(...)`` in a template: refuse huge widths before formatting."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = getattr(value, "__self__", "")
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            if isinstance(fmt, str) and _WIDE_FORMAT.search(fmt):
+                raise SecurityError("format width is too large")
+            return wrapped(*args, **kwargs)
+
+        return checked
+
 
 def _safe_range(*args: int) -> range:
     r = range(*args)
     if len(r) > MAX_RANGE:
         raise SecurityError(f"range too big (more than {MAX_RANGE} items)")
+    left = _range_budget.get() - len(r)
+    if left < 0:
+        raise SecurityError("too many loop iterations in one render")
+    _range_budget.set(left)
     return r
+
+
+def _bounded(name: str, width_arg: int, default: int) -> Any:
+    """A padding filter that refuses widths that would allocate megabytes."""
+    from jinja2 import filters
+
+    original = getattr(filters, f"do_{name}")
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        width = kwargs.get("width", args[width_arg] if len(args) > width_arg else default)
+        if isinstance(width, int) and width > MAX_WIDTH:
+            raise SecurityError(f"{name} width {width} is too large")
+        if isinstance(width, str) and len(width) > MAX_WIDTH:
+            raise SecurityError(f"{name} prefix is too long")
+        return original(*args, **kwargs)
+
+    return wrapper
+
+
+def _safe_format(value: str, *args: Any, **kwargs: Any) -> str:
+    if isinstance(value, str) and _WIDE_FORMAT.search(value):
+        raise SecurityError("format width is too large")
+    from jinja2 import filters
+
+    return filters.do_format(value, *args, **kwargs)
 
 
 @cache
@@ -84,7 +166,55 @@ def environment() -> _Env:
     )
     env.globals.clear()
     env.globals["range"] = _safe_range
+    env.filters["format"] = _safe_format
+    env.filters["center"] = _bounded("center", 1, 80)
+    env.filters["indent"] = _bounded("indent", 1, 4)
+    # wordwrap(environment, s, width=79, ...): pass_environment shifts the arguments
+    wordwrap = _bounded("wordwrap", 2, 79)
+    wordwrap.jinja_pass_arg = env.filters["wordwrap"].jinja_pass_arg  # type: ignore[attr-defined]
+    env.filters["wordwrap"] = wordwrap
     return env
+
+
+def _const_number(node: nodes.Node) -> float | None:
+    """The value of constant arithmetic, computed without ever computing a huge number."""
+    if isinstance(node, nodes.Const):
+        v = node.value
+        return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+    if isinstance(node, nodes.Neg | nodes.Pos):
+        v = _const_number(node.node)
+        return None if v is None else (-v if isinstance(node, nodes.Neg) else v)
+    if isinstance(node, nodes.Pow | nodes.Mul | nodes.Add | nodes.Sub):
+        left, right = _const_number(node.left), _const_number(node.right)
+        if left is None or right is None:
+            return None
+        if math.isinf(left) or math.isinf(right):
+            return math.inf
+        if isinstance(node, nodes.Pow):
+            if abs(right) > MAX_POWER or abs(left) > 1e6:
+                return math.inf
+            return float(left) ** right
+        if isinstance(node, nodes.Mul):
+            return float(left) * right
+        return float(left) + right if isinstance(node, nodes.Add) else float(left) - right
+    return None
+
+
+def _arithmetic_problems(ast: nodes.Template) -> Iterator[TemplateProblem]:
+    """Constant exponents and repetitions that would hang or exhaust the service."""
+    for node in ast.find_all(nodes.Pow):
+        exp = _const_number(node.right)
+        if exp is not None and abs(exp) > MAX_POWER:
+            yield TemplateProblem("template-unsafe", f"exponent is too large (limit {MAX_POWER})",
+                                  node.lineno, needle="**")
+    for node in ast.find_all(nodes.Mul):
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            n = _const_number(side)
+            if n is not None and abs(n) > MAX_OUTPUT_CHARS and _const_number(other) is None:
+                yield TemplateProblem("template-unsafe",
+                                      "repetition is too large (it would build a huge string)",
+                                      node.lineno, needle="*")
+                break
 
 
 def _walk_problems(ast: nodes.Template) -> Iterator[TemplateProblem]:
@@ -153,7 +283,7 @@ def check_template(
         ast = env.parse(source)
     except TemplateSyntaxError as exc:
         return [TemplateProblem("template-syntax", exc.message or str(exc), exc.lineno or 1)]
-    problems = list(_walk_problems(ast))
+    problems = list(_walk_problems(ast)) + list(_arithmetic_problems(ast))
     free = _undeclared(ast)
     known = sorted(names)
     for name, line in sorted(free.items(), key=lambda kv: kv[1]):
@@ -193,6 +323,7 @@ class CompiledTemplate:
     _template: Any
 
     def render(self, context: Mapping[str, Any]) -> str:
+        token = _range_budget.set(MAX_RANGE * 10)
         try:
             out = self._template.render(context)
         except SecurityError as exc:
@@ -201,6 +332,8 @@ class CompiledTemplate:
             raise TemplateProblem("template-render", f"cannot render: {exc}") from exc
         except Exception as exc:  # a filter fed the wrong type, a division by zero, ...
             raise TemplateProblem("template-render", f"cannot render: {exc!r}") from exc
+        finally:
+            _range_budget.reset(token)
         if len(out) > MAX_OUTPUT_CHARS:
             out = out[:MAX_OUTPUT_CHARS]
         return out.strip()
