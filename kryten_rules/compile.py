@@ -38,11 +38,12 @@ class _Patterns:
         self.items: list[Pattern] = []
         self._index: dict[str, int] = {}
 
-    def add(self, regex: str, kind: str, source: str) -> int:
-        i = self._index.get(regex)
+    def add(self, regex: str, kind: str, source: str, names: tuple[str, ...] = ()) -> int:
+        key = f"{kind}\0{regex}"
+        i = self._index.get(key)
         if i is None:
-            i = self._index[regex] = len(self.items)
-            self.items.append(Pattern(regex, kind, source))
+            i = self._index[key] = len(self.items)
+            self.items.append(Pattern(regex, kind, source, names))
         return i
 
 
@@ -89,12 +90,15 @@ def _matcher(match: Mapping[str, Any] | None, pats: _Patterns, mention: int | No
         ids = (pats.add(word_pattern(w), "word", w) for w in match.get(key, []))
         return tuple(dict.fromkeys(ids))
 
+    any_ = words("any")
+    regex = tuple(dict.fromkeys(pats.add(r, "regex", r) for r in match.get("regex", [])))
     return Matcher(
         mention=mention if match.get("mention") else None,
-        any=words("any"),
+        any=any_,
         all=words("all"),
-        regex=tuple(dict.fromkeys(pats.add(r, "regex", r) for r in match.get("regex", []))),
+        regex=regex,
         none=words("none"),
+        one_of=tuple(dict.fromkeys(any_ + regex)),
     )
 
 
@@ -128,7 +132,7 @@ def compile_rules(
     names = [bot_name] if bot_name else []
     names += list(persona.aliases) if persona else []
     mp = mention_pattern(names)
-    mention = pats.add(mp, "mention", " | ".join(names)) if mp else None
+    mention = pats.add(mp, "mention", " | ".join(names), tuple(names)) if mp else None
 
     staged: list[tuple[int, int, RuleFile, Node, dict[str, Any]]] = []
     for rf in files:
@@ -184,13 +188,13 @@ def compile_rules(
             )
         )
 
-    candidates: dict[int, list[int]] = {}
+    candidates: dict[str, dict[int, list[int]]] = {}
     always: dict[str, list[int]] = {}
     for r in rules:
         if r.matcher.matches_everything:
             always.setdefault(r.on, []).append(r.index)
         for p in dict.fromkeys(r.matcher.positive):
-            candidates.setdefault(p, []).append(r.index)
+            candidates.setdefault(r.on, {}).setdefault(p, []).append(r.index)
 
     ranks = _first(files, "ranks") or []
     return RuleSet(
@@ -212,7 +216,10 @@ def compile_rules(
         files=tuple(rf.path for rf in files),
         digest=digest,
         sources=sources,
-        candidates={p: tuple(ix) for p, ix in candidates.items()},
+        candidates={
+            kind: {p: tuple(ix) for p, ix in by_pattern.items()}
+            for kind, by_pattern in candidates.items()
+        },
         always={k: tuple(v) for k, v in always.items()},
         _set=compile_set(p.regex for p in pats.items) if pats.items else None,
     )

@@ -6,41 +6,44 @@ gates, in order, and their reason codes: ``disabled``, ``no_match``/``vetoed``,
 ``condition.*``, ``cooldown.<scope>``, ``limit.<scope>.<window>``,
 ``probability``.
 
-One RE2 set scan per event finds every pattern present; only rules with a
-pattern present (plus rules that match everything) are candidates, so the cost
-of an event grows with the rules it could fire, not with the size of the rule
-set. Time comes from a clock and chance from a seeded RNG, so the same events
-and seed always give the same decisions.
+Cost is kept proportional to what an event can fire, not to the rule count:
+
+* one RE2 set scan finds every pattern present; only rules with a pattern
+  present (plus rules that match everything) are tried;
+* when a rule set is installed, each rule gets a *plan*: the cooldown keys and
+  budgets that can ever block it, so a rule set without cooldowns never
+  touches the state store;
+* the template context is built only when someone reads it.
+
+Time comes from a clock and chance from a seeded RNG, so the same events and
+seed always give the same decisions.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from cachetools import LRUCache
+from typing import Any, NamedTuple
 
 from .clock import Clock, SystemClock
 from .events import ChatEvent, Media
 from .patterns import normalise, strip_mention
-from .ruleset import WINDOWS, Budget, Rule, RuleSet
+from .ruleset import SCOPES, WINDOWS, Rule, RuleSet
 from .state import MemoryStore, StateStore
 from .units import format_duration, rank_name
 
 HISTORY_LINES = 20
 MAX_TEXT = 4_000  # CyTube cuts chat at a few hundred characters; anything longer is junk
 MAX_KNOWN_USERS = 50_000
-DAY = 86400.0
 
 FIRED, BLOCKED, SKIPPED = "fired", "blocked", "skipped"
+_NOT_MATCHED = ("no_match", "disabled")
 
 
-@dataclass(frozen=True, slots=True)
-class TraceEntry:
+class TraceEntry(NamedTuple):
     """One rule tried: ``outcome`` is fired/blocked/skipped, ``reason`` a code."""
 
     rule: str
@@ -49,24 +52,36 @@ class TraceEntry:
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "detail": self.detail,
-        }
+        return {"rule": self.rule, "outcome": self.outcome, "reason": self.reason,
+                "detail": self.detail}
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
-    """What the engine decided for one event, and why."""
+    """What the engine decided for one event, and why.
 
-    event: ChatEvent
-    fired: str | None = None
-    rule: Rule | None = None
-    trace: tuple[TraceEntry, ...] = ()
-    context: dict[str, Any] | None = None
-    ignored: str | None = None  # why the event never reached the rules (self, ignored user)
+    ``context`` (what the templates see) is built on first access from what
+    was true when the event was decided.
+    """
+
+    __slots__ = ("_context", "_make_context", "event", "fired", "ignored", "rule", "trace")
+
+    def __init__(self, event: ChatEvent, rule: Rule | None = None,
+                 trace: tuple[TraceEntry, ...] = (), ignored: str | None = None,
+                 make_context: Any = None) -> None:
+        self.event = event
+        self.rule = rule
+        self.fired = rule.id if rule is not None else None
+        self.trace = trace
+        self.ignored = ignored  # why the event never reached the rules (self, ignored_user)
+        self._make_context = make_context
+        self._context: dict[str, Any] | None = None
+
+    @property
+    def context(self) -> dict[str, Any] | None:
+        if self._context is None and self._make_context is not None:
+            self._context = self._make_context()
+            self._make_context = None
+        return self._context
 
     @property
     def shadow(self) -> bool:
@@ -81,29 +96,36 @@ class Decision:
         if self.fired is not None:
             return None
         for t in self.trace:
-            if t.reason not in (None, "no_match", "disabled"):
+            if t.reason is not None and t.reason not in _NOT_MATCHED:
                 return t.reason
         return None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "fired": self.fired,
-            "trace": [t.as_dict() for t in self.trace],
-            "ignored": self.ignored,
-        }
+        return {"fired": self.fired, "trace": [t.as_dict() for t in self.trace],
+                "ignored": self.ignored}
+
+    def __repr__(self) -> str:
+        return f"Decision(fired={self.fired!r}, blocked={self.blocked!r}, ignored={self.ignored!r})"
 
 
-@dataclass(slots=True)
-class _Scan:
-    text: str
-    present: frozenset[int]
+class _Plan(NamedTuple):
+    """What can block one rule and what its firing spends, worked out at install."""
+
+    trivial: bool  # nothing can stop it once found: fires without any further check
+    conditions: bool  # has `when` conditions to check
+    single_group: bool  # found through a pattern means matched (Matcher.single_group)
+    fired: TraceEntry  # the (immutable) trace entry of a firing, made once
+    cooldowns: tuple[tuple[str, str], ...]  # (scope, key kind) to check
+    budgets: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...]  # (scope, kind, windows)
+    spend_cooldowns: tuple[tuple[str, float], ...]  # (scope, base seconds) to start
+    spend_budgets: tuple[tuple[str, float, int], ...]  # (kind, longest window, entries kept)
 
 
 @dataclass(slots=True)
 class ChannelState:
     """What the engine remembers about the room: ranks, the media, recent lines."""
 
-    ranks: LRUCache[str, int] = field(default_factory=lambda: LRUCache(MAX_KNOWN_USERS))
+    ranks: dict[str, int] = field(default_factory=dict)
     media: Media | None = None
     history: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_LINES))
 
@@ -133,8 +155,6 @@ class Engine:
         self.room = ChannelState()
         self.ignore_users = frozenset(u.lower() for u in ignore_users)
         self._bot_name = bot_name
-        self.ruleset = ruleset
-        self._mention_rx: Any = None
         self._install(ruleset)
 
     # --- rule set ------------------------------------------------------------
@@ -142,11 +162,59 @@ class Engine:
     def _install(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
         mention = next((i for i, p in enumerate(ruleset.patterns) if p.kind == "mention"), None)
-        self._mention_rx = ruleset.regex(mention) if mention is not None else None
+        self._mention_index = mention
         self._bot = (self._bot_name if self._bot_name is not None else ruleset.bot_name).lower()
-        mults = [m.cooldown for m in ruleset.ranks] + [1.0]
-        self._max_cooldown_mult = max(mults)
+        self._max_cooldown_mult = max([m.cooldown for m in ruleset.ranks] + [1.0])
         self._max_limit_mult = max([m.limit for m in ruleset.ranks] + [1.0])
+        # global and user cooldowns are started by any rule, so every rule checks them
+        # when some rule can start them; rule and user_rule ones only by the rule itself.
+        self._shared = {
+            "global": max([r.cooldowns.get("global", 0.0) for r in ruleset.rules]
+                          + [ruleset.global_budget.cooldown]),
+            "user": max([r.cooldowns.get("user", 0.0) for r in ruleset.rules]
+                        + [ruleset.user_budget.cooldown]),
+        }
+        self._plans = [self._plan(r) for r in ruleset.rules]
+        self._word_kinds = frozenset(
+            i for i, p in enumerate(ruleset.patterns) if p.kind in ("word", "mention")
+        )
+
+    def _plan(self, rule: Rule) -> _Plan:
+        rs = self.ruleset
+        shared = self._shared
+        own = {
+            "global": max(rule.cooldowns.get("global", 0.0), rs.global_budget.cooldown),
+            "rule": rule.cooldowns.get("rule", 0.0),
+            "user": max(rule.cooldowns.get("user", 0.0), rs.user_budget.cooldown),
+            "user_rule": rule.cooldowns.get("user_rule", 0.0),
+        }
+        checks = tuple(
+            (scope, scope) for scope in SCOPES
+            if (shared[scope] if scope in shared else own[scope]) > 0
+        )
+        budgets = tuple(
+            (scope, kind, tuple(windows.items()))
+            for scope, kind, windows in (
+                ("rule", "count_rule", dict(rule.limit)),
+                ("user", "count_user", dict(rs.user_budget.windows)),
+                ("global", "count_global", dict(rs.global_budget.windows)),
+            )
+            if windows
+        )
+        spend_budgets = tuple(
+            (kind, max(WINDOWS[w] for w, _ in windows),
+             int(max(n for _, n in windows) * self._max_limit_mult) + 1)
+            for _, kind, windows in budgets
+        )
+        conditions = (rule.rank_min is not None or rule.rank_max is not None
+                      or rule.users is not None or bool(rule.not_users)
+                      or rule.media is not None)
+        spend_cooldowns = tuple((s, d) for s, d in own.items() if d > 0)
+        single = rule.matcher.single_group
+        trivial = (rule.enabled and single and not conditions and not checks and not budgets
+                   and rule.probability >= 1.0)
+        return _Plan(trivial, conditions, single, TraceEntry(rule.id, FIRED), checks, budgets,
+                     spend_cooldowns, spend_budgets)
 
     def swap(self, ruleset: RuleSet) -> None:
         """Install a new rule set; state of rules that are gone is dropped."""
@@ -158,7 +226,14 @@ class Engine:
     # --- room state ------------------------------------------------------------
 
     def set_rank(self, user: str, rank: int) -> None:
-        self.room.ranks[user.lower()] = int(rank)
+        ranks = self.room.ranks
+        key = user.lower()
+        if ranks.get(key) == rank:
+            return
+        ranks.pop(key, None)
+        ranks[key] = int(rank)
+        if len(ranks) > MAX_KNOWN_USERS:  # forget whoever was updated longest ago
+            del ranks[next(iter(ranks))]
 
     def forget_user(self, user: str) -> None:
         self.room.ranks.pop(user.lower(), None)
@@ -175,117 +250,120 @@ class Engine:
         """Decide one event. ``full_trace`` lists every rule of the event's kind
         (for ``explain``); otherwise rules whose patterns are absent are left out."""
         now = event.at if event.at else self.clock.now()
-        if event.rank is not None and event.user:
-            self.set_rank(event.user, event.rank)
+        user = event.user
+        key = user.lower()
+        if event.rank is not None and user:
+            self.set_rank(user, event.rank)
         if event.kind == "changemedia" and event.media is not None:
-            self.set_media(event.media)
-        if event.user and event.user.lower() == self._bot:
+            self.room.media = event.media
+        if user and key == self._bot:
             return Decision(event, ignored="self")
-        if event.user and event.user.lower() in self.ignore_users:
+        if key in self.ignore_users:
             return Decision(event, ignored="ignored_user")
 
         text = self._event_text(event)
-        scan = _Scan(text, self.ruleset.scan(text))
-        rank = self.rank_of(event.user) if event.user else 0
+        present = self._scan(text)
+        rank = self.room.ranks.get(key, 0)
         trace: list[TraceEntry] = []
         fired: Rule | None = None
-        for rule in self._candidates(event.kind, scan, full_trace):
-            entry = self._try(rule, event, scan, rank, now)
+        rules = self.ruleset.rules
+        plans = self._plans
+        for i in self._candidates(event.kind, present, full_trace):
+            plan = plans[i]
+            if plan.trivial and not full_trace:  # the common case, kept cheap
+                trace.append(plan.fired)
+                fired = rules[i]
+                break
+            entry = self._try(rules[i], key, present, rank, now, full_trace)
             trace.append(entry)
             if entry.outcome == FIRED:
-                fired = rule
+                fired = rules[i]
                 break
-        context = None
+        make_context = None
         if fired is not None:
-            self._spend(fired, event.user, rank, now)
-            context = self._context(fired, event, scan, rank, now)
+            plan = plans[fired.index]
+            if plan.spend_cooldowns or plan.spend_budgets:
+                self._spend(fired, key, now)
+            make_context = self._context_factory(fired, event, text, present, rank, now)
         if event.kind == "chatmsg" and text:
-            self.room.history.append({"user": event.user, "text": text})
-        return Decision(event, fired.id if fired else None, fired, tuple(trace), context)
+            self.room.history.append({"user": user, "text": text})
+        return Decision(event, fired, tuple(trace), make_context=make_context)
 
     def _event_text(self, event: ChatEvent) -> str:
         if event.kind == "changemedia":
             return event.media.title if event.media else ""
         return normalise(event.text[:MAX_TEXT]) if event.text else ""
 
-    def _candidates(self, kind: str, scan: _Scan, full: bool) -> list[Rule]:
-        rules = self.ruleset.rules
-        if full:
-            return [r for r in rules if r.on == kind]
-        idx: set[int] = set(self.ruleset.always.get(kind, ()))
-        cand = self.ruleset.candidates
-        for p in scan.present:
-            idx.update(cand.get(p, ()))
-        return [r for r in (rules[i] for i in sorted(idx)) if r.on == kind]
+    def _scan(self, text: str) -> frozenset[int] | set[int]:
+        present = self.ruleset.scan(text)
+        if present and not text.isascii():
+            # RE2's \b is ASCII-only: re-check words next to non-ASCII letters.
+            doubtful = present & self._word_kinds
+            if doubtful:
+                gone = {i for i in doubtful if self.ruleset.regex(i).search(text) is None}
+                if gone:
+                    return present - gone
+        return present
 
-    def _try(self, rule: Rule, event: ChatEvent, scan: _Scan, rank: int, now: float) -> TraceEntry:
+    def _candidates(self, kind: str, present: frozenset[int] | set[int],
+                    full: bool) -> Sequence[int]:
+        """Indices, in evaluation order, of the rules of this kind worth trying."""
+        if full:
+            return [r.index for r in self.ruleset.rules if r.on == kind]
+        always = self.ruleset.always.get(kind, ())
+        cand = self.ruleset.candidates.get(kind)
+        if not cand or not present:
+            return always
+        if len(present) == 1 and not always:  # one pattern: its rules, already in order
+            return cand.get(next(iter(present)), ())
+        idx = set(always)
+        for p in present:
+            found = cand.get(p)
+            if found:
+                idx.update(found)
+        return sorted(idx)
+
+    def _try(self, rule: Rule, user: str, present: frozenset[int] | set[int], rank: int,
+             now: float, full: bool = False) -> TraceEntry:
         if not rule.enabled:
             return TraceEntry(rule.id, SKIPPED, "disabled")
-        miss = self._match(rule, scan)
-        if miss:
-            return TraceEntry(rule.id, BLOCKED if miss == "vetoed" else SKIPPED, miss)
-        cond = self._condition(rule, event, rank)
-        if cond:
-            return TraceEntry(rule.id, BLOCKED, cond[0], cond[1])
-        mult_cd, mult_lim = self._multipliers(rank)
-        left = self._cooldown(rule, event.user, now, mult_cd)
-        if left:
-            return TraceEntry(rule.id, BLOCKED, left[0], f"{format_duration(left[1])} left")
-        spent = self._limits(rule, event.user, now, mult_lim)
-        if spent:
-            return TraceEntry(rule.id, BLOCKED, spent[0], spent[1])
+        plan = self._plans[rule.index]
+        if full or not plan.single_group:
+            miss = _match(rule, present)
+            if miss:
+                return TraceEntry(rule.id, BLOCKED if miss == "vetoed" else SKIPPED, miss)
+        if plan.conditions:
+            cond = self._condition(rule, user, rank)
+            if cond:
+                return TraceEntry(rule.id, BLOCKED, cond[0], cond[1])
+        if plan.cooldowns or plan.budgets:
+            mult_cd, mult_lim = self._multipliers(rank)
+            left = self._cooldown(plan, rule.id, user, now, mult_cd)
+            if left:
+                return TraceEntry(rule.id, BLOCKED, left[0], f"{format_duration(left[1])} left")
+            spent = self._limits(plan, rule.id, user, now, mult_lim)
+            if spent:
+                return TraceEntry(rule.id, BLOCKED, spent[0], spent[1])
         if rule.probability < 1.0:
             draw = self.rng.random()
             if draw >= rule.probability:
-                return TraceEntry(
-                    rule.id,
-                    BLOCKED,
-                    "probability",
-                    f"drew {draw:.2f}, needs < {rule.probability:g}",
-                )
-        return TraceEntry(rule.id, FIRED)
+                return TraceEntry(rule.id, BLOCKED, "probability",
+                                  f"drew {draw:.2f}, needs < {rule.probability:g}")
+        return plan.fired
 
-    def _match(self, rule: Rule, scan: _Scan) -> str | None:
-        m = rule.matcher
-        present = scan.present
-        if m.mention is not None and m.mention not in present:
-            return "no_match"
-        if m.one_of and not any(p in present for p in m.one_of):
-            return "no_match"
-        if m.all and not all(p in present for p in m.all):
-            return "no_match"
-        if m.none and any(p in present for p in m.none):
-            return "vetoed"
-        return None
-
-    def _condition(self, rule: Rule, event: ChatEvent, rank: int) -> tuple[str, str] | None:
+    def _condition(self, rule: Rule, user: str, rank: int) -> tuple[str, str] | None:
         if rule.rank_min is not None and rank < rule.rank_min:
             return "condition.rank", f"rank {rank} < {rule.rank_min}"
         if rule.rank_max is not None and rank > rule.rank_max:
             return "condition.rank", f"rank {rank} > {rule.rank_max}"
-        user = event.user.lower()
         if rule.users is not None and user not in rule.users:
-            return "condition.users", f"{event.user} is not listed"
+            return "condition.users", f"{user} is not listed"
         if user in rule.not_users:
-            return "condition.not_users", f"{event.user} is excluded"
+            return "condition.not_users", f"{user} is excluded"
         if rule.media is not None:
-            why = self._media_miss(rule, self.room.media)
+            why = _media_miss(rule, self.room.media)
             if why:
                 return "condition.media", why
-        return None
-
-    @staticmethod
-    def _media_miss(rule: Rule, media: Media | None) -> str | None:
-        cond = rule.media
-        assert cond is not None
-        if media is None:
-            return "nothing is playing"
-        if cond.min_duration is not None and media.duration < cond.min_duration:
-            return f"{format_duration(media.duration)} < {format_duration(cond.min_duration)}"
-        if cond.max_duration is not None and media.duration > cond.max_duration:
-            return f"{format_duration(media.duration)} > {format_duration(cond.max_duration)}"
-        if cond.title_any and not any(t in media.title.lower() for t in cond.title_any):
-            return "title does not match"
         return None
 
     def _multipliers(self, rank: int) -> tuple[float, float]:
@@ -294,105 +372,134 @@ class Engine:
                 return m.cooldown, m.limit
         return 1.0, 1.0
 
-    def _cooldown_keys(self, rule: Rule, user: str) -> list[tuple[str, tuple[str, ...]]]:
-        u = user.lower()
-        return [
-            ("global", ("global",)),
-            ("rule", ("rule", rule.id)),
-            ("user", ("user", u)),
-            ("user_rule", ("user_rule", u, rule.id)),
-        ]
+    @staticmethod
+    def _key(kind: str, rule_id: str, user: str) -> tuple[str, ...] | None:
+        """The state key of one scope; None for a per-user scope of an event with no user."""
+        if kind in ("global", "count_global"):
+            return (kind,)
+        if kind in ("rule", "count_rule"):
+            return (kind, rule_id)
+        if not user:  # media changes have no sender: nothing per-user applies
+            return None
+        if kind == "user_rule":
+            return (kind, user, rule_id)
+        return (kind, user)
 
-    def _cooldown(self, rule: Rule, user: str, now: float, mult: float) -> tuple[str, float] | None:
-        for scope, key in self._cooldown_keys(rule, user):
-            running = self.state.cooldown(key)
+    def _cooldown(self, plan: _Plan, rule_id: str, user: str, now: float,
+                  mult: float) -> tuple[str, float] | None:
+        for scope, kind in plan.cooldowns:
+            key = self._key(kind, rule_id, user)
+            running = self.state.cooldown(key) if key else None
             if running is not None:
                 left = running[0] + running[1] * mult - now
                 if left > 1e-9:
                     return f"cooldown.{scope}", left
         return None
 
-    def _budgets(self, rule: Rule, user: str) -> list[tuple[str, tuple[str, ...], dict]]:
-        rs = self.ruleset
-        return [
-            ("rule", ("count_rule", rule.id), dict(rule.limit)),
-            ("user", ("count_user", user.lower()), dict(rs.user_budget.windows)),
-            ("global", ("count_global",), dict(rs.global_budget.windows)),
-        ]
-
-    def _limits(self, rule: Rule, user: str, now: float, mult: float) -> tuple[str, str] | None:
-        for scope, key, windows in self._budgets(rule, user):
-            for window, limit in windows.items():
-                allowed = limit * mult
+    def _limits(self, plan: _Plan, rule_id: str, user: str, now: float,
+                mult: float) -> tuple[str, str] | None:
+        for scope, kind, windows in plan.budgets:
+            key = self._key(kind, rule_id, user)
+            if key is None:
+                continue
+            for window, limit in windows:
+                # A multiplier never rounds a budget up; a non-zero budget stays >= 1.
+                allowed = max(1, int(limit * mult)) if limit > 0 else 0
                 used = self.state.count_since(key, now - WINDOWS[window])
                 if used >= allowed:
-                    return f"limit.{scope}.{window}", f"{used} of {allowed:g} used"
+                    return f"limit.{scope}.{window}", f"{used} of {allowed} used"
         return None
 
-    def _spend(self, rule: Rule, user: str, rank: int, now: float) -> None:
+    def _spend(self, rule: Rule, user: str, now: float) -> None:
         """Count a firing rule in every scope and budget it touches."""
-        rs = self.ruleset
-        base = {
-            "global": max(rule.cooldowns.get("global", 0.0), rs.global_budget.cooldown),
-            "rule": rule.cooldowns.get("rule", 0.0),
-            "user": max(rule.cooldowns.get("user", 0.0), rs.user_budget.cooldown),
-            "user_rule": rule.cooldowns.get("user_rule", 0.0),
-        }
-        for scope, key in self._cooldown_keys(rule, user):
-            d = base[scope]
-            if d > 0:
-                self.state.start_cooldown(key, now, d, now + d * self._max_cooldown_mult + 1)
-        for _, key, windows in self._budgets(rule, user):
-            if windows:
-                span = max(WINDOWS[w] for w in windows)
-                keep = int(max(windows.values()) * self._max_limit_mult) + 1
+        plan = self._plans[rule.index]
+        for scope, base in plan.spend_cooldowns:
+            key = self._key(scope, rule.id, user)
+            if key is not None:
+                self.state.start_cooldown(key, now, base,
+                                          now + base * self._max_cooldown_mult + 1)
+        for kind, span, keep in plan.spend_budgets:
+            key = self._key(kind, rule.id, user)
+            if key is not None:
                 self.state.record(key, now, now + span + 1, keep)
 
     # --- template context ---------------------------------------------------------
 
-    def _context(
-        self, rule: Rule, event: ChatEvent, scan: _Scan, rank: int, now: float
-    ) -> dict[str, Any]:
-        matched, groups = self._matched_text(rule, scan)
-        persona = self.ruleset.persona
+    def _context_factory(self, rule: Rule, event: ChatEvent, text: str,
+                         present: frozenset[int] | set[int], rank: int, now: float) -> Any:
+        """Capture what the context needs now; build the dict only when asked."""
         media = self.room.media
-        return {
-            "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
-            "message": strip_mention(scan.text, self._mention_rx),
-            "text": scan.text,
-            "match": matched,
-            "groups": groups,
-            "media": None
-            if media is None
-            else {
-                "title": media.title,
-                "duration": media.duration,
-                "type": media.type,
-                "id": media.id,
-            },
-            "history": [dict(h) for h in self.room.history],
-            "persona": {
-                "name": persona.name if persona else self.ruleset.bot_name,
-                "aliases": list(persona.aliases) if persona else [],
-            },
-            "channel": self.channel_name,
-            "rule": {"id": rule.id, "description": rule.description},
-            "now": datetime.fromtimestamp(now, UTC),
-        }
+        history = tuple(self.room.history)
+        ruleset = self.ruleset
 
-    def _matched_text(self, rule: Rule, scan: _Scan) -> tuple[str, list[str]]:
-        m = rule.matcher
-        for idx in m.regex:
-            if idx in scan.present:
-                found = self.ruleset.regex(idx).search(scan.text)
-                if found:
-                    return found.group(0), [g or "" for g in found.groups()]
-        for idx in m.any + m.all + ((m.mention,) if m.mention is not None else ()):
-            if idx in scan.present:
-                found = self.ruleset.regex(idx).search(scan.text)
-                if found:
-                    return found.group(0).strip(), []
-        return "", []
+        def build() -> dict[str, Any]:
+            matched, groups = _matched_text(ruleset, rule, text, present)
+            persona = ruleset.persona
+            mention = (ruleset.regex(self._mention_index)
+                       if self._mention_index is not None else None)
+            return {
+                "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
+                "message": strip_mention(text, mention),
+                "text": text,
+                "match": matched,
+                "groups": groups,
+                "media": None if media is None else {
+                    "title": media.title, "duration": media.duration,
+                    "type": media.type, "id": media.id},
+                "history": [dict(h) for h in history],
+                "persona": {"name": persona.name if persona else ruleset.bot_name,
+                            "aliases": list(persona.aliases) if persona else []},
+                "channel": self.channel_name,
+                "rule": {"id": rule.id, "description": rule.description},
+                "now": datetime.fromtimestamp(now, UTC),
+            }
+
+        return build
 
 
-__all__ = ["Budget", "Decision", "Engine", "TraceEntry"]
+def _match(rule: Rule, present: frozenset[int] | set[int]) -> str | None:
+    m = rule.matcher
+    if m.mention is not None and m.mention not in present:
+        return "no_match"
+    one_of = m.one_of
+    if one_of and not any(p in present for p in one_of):
+        return "no_match"
+    if m.all and not all(p in present for p in m.all):
+        return "no_match"
+    if m.none and any(p in present for p in m.none):
+        return "vetoed"
+    return None
+
+
+def _media_miss(rule: Rule, media: Media | None) -> str | None:
+    cond = rule.media
+    assert cond is not None
+    if media is None:
+        return "nothing is playing"
+    if cond.min_duration is not None and media.duration < cond.min_duration:
+        return f"{format_duration(media.duration)} < {format_duration(cond.min_duration)}"
+    if cond.max_duration is not None and media.duration > cond.max_duration:
+        return f"{format_duration(media.duration)} > {format_duration(cond.max_duration)}"
+    if cond.title_any and not any(t in media.title.lower() for t in cond.title_any):
+        return "title does not match"
+    return None
+
+
+def _matched_text(ruleset: RuleSet, rule: Rule, text: str,
+                  present: frozenset[int] | set[int]) -> tuple[str, list[str]]:
+    """The words that made the rule match, and a regex's capture groups."""
+    m = rule.matcher
+    for idx in m.regex:
+        if idx in present:
+            found = ruleset.regex(idx).search(text)
+            if found:
+                return found.group(0), [g or "" for g in found.groups()]
+    for idx in m.any + m.all + ((m.mention,) if m.mention is not None else ()):
+        if idx in present:
+            found = ruleset.regex(idx).search(text)
+            if found:
+                return found.group(0).lstrip("@"), []
+    return "", []
+
+
+__all__ = ["Decision", "Engine", "TraceEntry"]

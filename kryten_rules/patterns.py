@@ -39,7 +39,7 @@ def normalise(text: str) -> str:
         text = _TAG.sub(" ", text)
     if "&" in text:
         text = html.unescape(text)
-    return _SPACE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 def word_pattern(word: str) -> str:
@@ -58,6 +58,28 @@ def word_pattern(word: str) -> str:
         else (_UNI_AFTER if stripped[-1:].isalnum() else "")
     )
     return f"{before}{body}{after}"
+
+
+def word_verifier(word: str) -> re.Pattern[str]:
+    """The same word or phrase with *Unicode* word boundaries, for Python's ``re``.
+
+    RE2's ``\\b`` treats every non-ASCII letter as a boundary, so "mon" would be
+    found in "pokémon". The RE2 set finds candidates fast; this checks them
+    where the text is not pure ASCII, and extracts the exact matched words.
+    It is built only from an escaped literal, so it cannot backtrack badly.
+    """
+    parts = [re.escape(p) for p in word.split()] or [re.escape(word)]
+    stripped = word.strip()
+    before = r"(?<!\w)" if stripped[:1].isalnum() or stripped[:1] == "_" else ""
+    after = r"(?!\w)" if stripped[-1:].isalnum() or stripped[-1:] == "_" else ""
+    return re.compile(before + r"\s+".join(parts) + after, re.IGNORECASE)
+
+
+def mention_verifier(names: Iterable[str]) -> re.Pattern[str]:
+    """The mention words as :func:`word_verifier` does them, each optionally after ``@``."""
+    alts = sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True)
+    return re.compile("|".join(f"@?(?:{word_verifier(a).pattern})" for a in alts),
+                      re.IGNORECASE)
 
 
 def mention_pattern(names: Iterable[str]) -> str | None:
@@ -81,7 +103,7 @@ def compile_set(patterns: Iterable[str]) -> Any:
     return s
 
 
-def strip_mention(text: str, rx: Any | None) -> str:
+def strip_mention(text: str, rx: re.Pattern[str] | None) -> str:
     """The message without the words that addressed the bot (``cynthia, ...`` -> ``...``)."""
     if rx is None:
         return text

@@ -72,10 +72,16 @@ class Matcher:
     regex: tuple[int, ...] = ()
     none: tuple[int, ...] = ()
 
+    # ``any`` words and ``regex`` patterns together: one of them must be present.
+    one_of: tuple[int, ...] = ()
+
     @property
-    def one_of(self) -> tuple[int, ...]:
-        """``any`` words and ``regex`` patterns together: one of them must be present."""
-        return self.any + self.regex
+    def single_group(self) -> bool:
+        """True when any one positive pattern present is enough for the match.
+
+        Then a rule found through one of its patterns needs no further check.
+        """
+        return not self.all and not self.none and (self.mention is None or not self.one_of)
 
     @property
     def positive(self) -> tuple[int, ...]:
@@ -126,6 +132,7 @@ class Pattern:
     regex: str
     kind: str  # "word" | "regex" | "mention"
     source: str  # the word, phrase or regex as the rule file wrote it
+    names: tuple[str, ...] = ()  # for the mention pattern: the names it stands for
 
 
 @dataclass(frozen=True)
@@ -141,8 +148,8 @@ class RuleSet:
     digest: str = ""
     # every file the rule set was built from (rule files and prompt templates)
     sources: tuple[str, ...] = ()
-    # pattern index -> indices of rules for which it is a positive pattern
-    candidates: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    # event kind -> pattern index -> indices of that kind's rules for which it is positive
+    candidates: Mapping[str, Mapping[int, tuple[int, ...]]] = field(default_factory=dict)
     always: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     _set: Any = field(default=None, repr=False, compare=False)
 
@@ -150,22 +157,40 @@ class RuleSet:
     def by_id(self) -> dict[str, Rule]:
         return {r.id: r for r in self.rules}
 
+    @cached_property
+    def _match_bytes(self) -> Any:
+        # The binding under google-re2's Python wrapper: the wrapper only encodes
+        # the text and turns [] into None, which costs a third of a scan.
+        inner = getattr(self._set, "_set", None)
+        return inner.Match if inner is not None else self._set.Match
+
     def scan(self, text: str) -> frozenset[int]:
         """Indices of every pattern present in ``text`` (one RE2 set pass)."""
         if self._set is None or not text:
             return frozenset()
-        return frozenset(self._set.Match(text) or ())
+        return frozenset(self._match_bytes(text.encode("utf-8")) or ())
 
     @cached_property
     def _regexes(self) -> dict[int, Any]:
         return {}
 
     def regex(self, index: int) -> Any:
-        """The compiled RE2 regex of one pattern (for the matched text and groups)."""
+        """A compiled regex for one pattern, to find the matched text and groups.
+
+        User regexes compile under RE2 as written; words and mentions get their
+        Unicode-boundary twin (``patterns.word_verifier``), compiled on first use.
+        """
         cache = self._regexes
         rx = cache.get(index)
         if rx is None:
-            from .patterns import compile_one
+            from .patterns import compile_one, mention_verifier, word_verifier
 
-            rx = cache[index] = compile_one(self.patterns[index].regex)
+            p = self.patterns[index]
+            if p.kind == "word":
+                rx = word_verifier(p.source)
+            elif p.kind == "mention":
+                rx = mention_verifier(p.names)
+            else:
+                rx = compile_one(p.regex)
+            cache[index] = rx
         return rx

@@ -25,6 +25,8 @@ from .ruleset import RuleSet
 from .units import parse_duration, parse_rank
 from .yamlload import Node
 
+DEFAULT_BOT = "kryten"  # the bot's name in a test file with neither `bot` nor `config`
+
 
 @dataclass(slots=True)
 class EventResult:
@@ -178,11 +180,11 @@ def _run_file(path: Path, root: Node, keyword: str | None, suite: Suite) -> list
         if doc.get("config"):
             config = load_config(base / doc["config"])
         rules = doc["rules"] if isinstance(doc["rules"], list) else [doc["rules"]]
-        ruleset = load_ruleset([base / r for r in rules], config, bot_name=doc.get("bot"))
+        bot = doc.get("bot") or (config.bot_name if config else DEFAULT_BOT)
+        ruleset = load_ruleset([base / r for r in rules], config, bot_name=bot)
     except RuleSetError as exc:
         suite.diagnostics.extend(exc.diagnostics)
         return []
-    bot = doc.get("bot") or (config.bot_name if config else None)
     channel = config.cytube.channel if config else ""
     ignore = config.ignore_users if config else ()
     out = []
