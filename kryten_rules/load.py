@@ -11,7 +11,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import RuleFile, check_config, check_rule_set, resolve_template_file, rule_ids
+from .checks import (
+    RuleFile,
+    check_config,
+    check_rule_set,
+    resolve_template_file,
+    rule_ids,
+    seq,
+)
 from .compile import compile_rules, digest_of
 from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
@@ -163,11 +170,11 @@ def _check_test_refs(path: Path, root: Node) -> list[Diagnostic]:
     if not checked.ok:
         return diags  # the rule files report their own errors when validated
     ids = rule_ids(checked.rule_files)
-    for case in root.get("cases").value if root.get("cases") else []:
-        for ev in case.get("events").value if case.get("events") else []:
+    for case in seq(root.get("cases")):
+        for ev in seq(case.get("events")):
             exp = ev.get("expect")
             fires = exp.get("fires") if exp is not None else None
-            if fires is not None and fires.value not in ids:
+            if fires is not None and isinstance(fires.value, str) and fires.value not in ids:
                 diags.append(
                     error("unknown-rule", f"no rule {fires.value!r} in the rule set", fires.span)
                 )

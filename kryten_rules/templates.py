@@ -284,7 +284,12 @@ def check_template(
     except TemplateSyntaxError as exc:
         return [TemplateProblem("template-syntax", exc.message or str(exc), exc.lineno or 1)]
     problems = list(_walk_problems(ast)) + list(_arithmetic_problems(ast))
-    free = _undeclared(ast)
+    try:
+        free = _undeclared(ast)
+    except TemplateError as exc:  # e.g. an unknown filter, already reported above
+        if not problems:
+            problems.append(TemplateProblem("template-syntax", str(exc), 1))
+        return problems
     known = sorted(names)
     for name, line in sorted(free.items(), key=lambda kv: kv[1]):
         if name not in names:

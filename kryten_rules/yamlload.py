@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - libyaml missing
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a rule file this large is a mistake, not a rule set
+MAX_NODES = 200_000  # values in one document, counting what aliases repeat
 
 
 @dataclass(slots=True)
@@ -42,6 +43,7 @@ class Node:
     key_spans: dict[str, Span] = field(default_factory=dict)
     # A block scalar (`|` or `>`): its text starts on the line after `span`.
     block: bool = False
+    end_line: int = 0  # the last line the value spans (for multi-line scalars)
 
     @property
     def is_map(self) -> bool:
@@ -114,20 +116,42 @@ class _Converter:
         self.loader = loader
         self.diagnostics: list[Diagnostic] = []
         self._depth = 0
+        self._nodes = 0
+        self._open: set[int] = set()  # collections being converted: an alias to one is a loop
+        self._too_big = False
 
     def convert(self, ynode: yaml.Node) -> Node:
         span = _span(self.file, ynode.start_mark)
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            # Aliases can make a tiny file expand exponentially ("billion laughs").
+            if not self._too_big:
+                self._too_big = True
+                self.diagnostics.append(error(
+                    "yaml-too-large",
+                    f"the document expands to more than {MAX_NODES} values",
+                    span, "aliases (*name) repeat what they point to; write the values out"))
+            return Node(None, span)
+        if id(ynode) in self._open:
+            self.diagnostics.append(error("yaml-alias", "an alias refers to a value that "
+                                          "contains it (a loop)", span))
+            return Node(None, span)
         self._depth += 1
         try:
             if self._depth > 64:
                 self.diagnostics.append(error("yaml-too-deep", "nesting is too deep", span))
                 return Node(None, span)
-            if isinstance(ynode, yaml.MappingNode):
-                return self._mapping(ynode, span)
-            if isinstance(ynode, yaml.SequenceNode):
-                return Node([self.convert(n) for n in ynode.value], span)
+            if isinstance(ynode, yaml.MappingNode | yaml.SequenceNode):
+                self._open.add(id(ynode))
+                try:
+                    if isinstance(ynode, yaml.MappingNode):
+                        return self._mapping(ynode, span)
+                    return Node([self.convert(n) for n in ynode.value], span)
+                finally:
+                    self._open.discard(id(ynode))
             block = getattr(ynode, "style", None) in ("|", ">")
-            return Node(self._scalar(ynode, span), span, block=block)
+            return Node(self._scalar(ynode, span), span, block=block,
+                        end_line=ynode.end_mark.line + 1)
         finally:
             self._depth -= 1
 
@@ -186,7 +210,8 @@ def _decode(data: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
-        col = len(before) - (before.rfind(b"\n") + 1) + 1
+        # the column counts characters, like every other column we report
+        col = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
         return None, error(
             "not-utf8",
             f"the file is not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded",

@@ -242,9 +242,10 @@ def test_extreme_nesting_is_a_diagnostic_not_a_crash() -> None:
     assert root is None and [d.code for d in diags] == ["yaml-syntax"]
 
 
-def test_recursive_anchor_stops_at_the_depth_limit() -> None:
+def test_recursive_anchor_is_reported_as_a_loop() -> None:
     root, diags = load_text("rules: &a [*a]\n", "f.yaml")
-    assert root is not None and [d.code for d in diags] == ["yaml-too-deep"]
+    assert root is not None and [d.code for d in diags] == ["yaml-alias"]
+    assert "loop" in diags[0].message
 
 
 def test_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
