@@ -85,8 +85,15 @@ def _needle_re(needle: str) -> re.Pattern[str]:
     return re.compile(before + re.escape(needle) + r"(?!\w)")
 
 
-def _find_needle(source: str, template_line: int, needle: str, lines: list[str], first: int,
-                 last: int, first_col: int) -> tuple[int, int] | None:
+def _find_needle(
+    source: str,
+    template_line: int,
+    needle: str,
+    lines: list[str],
+    first: int,
+    last: int,
+    first_col: int,
+) -> tuple[int, int] | None:
     """Where the template's first use of ``needle`` on ``template_line`` is in the file.
 
     Counts the needle's earlier uses in the template and takes the same use
@@ -119,8 +126,9 @@ def template_span(node: Node, template_line: int, needle: str = "") -> Span:
     lines = _lines(file)
     last = max(node.end_line, node.span.line)
     if needle and isinstance(node.value, str):
-        found = _find_needle(node.value, template_line, needle, lines, node.span.line, last,
-                             node.span.column)
+        found = _find_needle(
+            node.value, template_line, needle, lines, node.span.line, last, node.span.column
+        )
         if found:
             return Span(file, *found)
     offset = template_line - 1 + (1 if node.block else 0)
@@ -134,8 +142,9 @@ def file_span(path: Path, template_line: int, needle: str = "") -> Span:
     """A place in a prompt file: the template's own lines are the file's lines."""
     if needle:
         lines = _lines(str(path))
-        found = _find_needle("".join(lines).replace("\r\n", "\n"), template_line, needle,
-                             lines, 1, len(lines), 1)
+        found = _find_needle(
+            "".join(lines).replace("\r\n", "\n"), template_line, needle, lines, 1, len(lines), 1
+        )
         if found:
             return Span(str(path), *found)
     return Span(str(path), template_line, 1)
@@ -441,8 +450,9 @@ class _Shadowers:
         if "any" in b and not ({"mention", "regex"} & set(b)):
             # b matches through one of its words alone: a must have all of them
             word = min(b["any"])
-            found += [(p, r) for p, r, words in self.by_any_word.get((on, word), ())
-                      if b["any"] <= words]
+            found += [
+                (p, r) for p, r, words in self.by_any_word.get((on, word), ()) if b["any"] <= words
+            ]
         for word in b.get("all", ()):
             found += [(p, r) for p, r, _ in self.by_any_word.get((on, word), ())[:1]]
         return min(found)[1] if found else None

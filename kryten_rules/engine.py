@@ -52,8 +52,12 @@ class TraceEntry(NamedTuple):
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "outcome": self.outcome, "reason": self.reason,
-                "detail": self.detail}
+        return {
+            "rule": self.rule,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
 
 
 class Decision:
@@ -65,9 +69,14 @@ class Decision:
 
     __slots__ = ("_context", "_make_context", "event", "fired", "ignored", "rule", "trace")
 
-    def __init__(self, event: ChatEvent, rule: Rule | None = None,
-                 trace: tuple[TraceEntry, ...] = (), ignored: str | None = None,
-                 make_context: Any = None) -> None:
+    def __init__(
+        self,
+        event: ChatEvent,
+        rule: Rule | None = None,
+        trace: tuple[TraceEntry, ...] = (),
+        ignored: str | None = None,
+        make_context: Any = None,
+    ) -> None:
         self.event = event
         self.rule = rule
         self.fired = rule.id if rule is not None else None
@@ -101,8 +110,11 @@ class Decision:
         return None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"fired": self.fired, "trace": [t.as_dict() for t in self.trace],
-                "ignored": self.ignored}
+        return {
+            "fired": self.fired,
+            "trace": [t.as_dict() for t in self.trace],
+            "ignored": self.ignored,
+        }
 
     def __repr__(self) -> str:
         return f"Decision(fired={self.fired!r}, blocked={self.blocked!r}, ignored={self.ignored!r})"
@@ -169,10 +181,14 @@ class Engine:
         # global and user cooldowns are started by any rule, so every rule checks them
         # when some rule can start them; rule and user_rule ones only by the rule itself.
         self._shared = {
-            "global": max([r.cooldowns.get("global", 0.0) for r in ruleset.rules]
-                          + [ruleset.global_budget.cooldown]),
-            "user": max([r.cooldowns.get("user", 0.0) for r in ruleset.rules]
-                        + [ruleset.user_budget.cooldown]),
+            "global": max(
+                [r.cooldowns.get("global", 0.0) for r in ruleset.rules]
+                + [ruleset.global_budget.cooldown]
+            ),
+            "user": max(
+                [r.cooldowns.get("user", 0.0) for r in ruleset.rules]
+                + [ruleset.user_budget.cooldown]
+            ),
         }
         self._plans = [self._plan(r) for r in ruleset.rules]
         self._word_kinds = frozenset(
@@ -189,7 +205,8 @@ class Engine:
             "user_rule": rule.cooldowns.get("user_rule", 0.0),
         }
         checks = tuple(
-            (scope, scope) for scope in SCOPES
+            (scope, scope)
+            for scope in SCOPES
             if (shared[scope] if scope in shared else own[scope]) > 0
         )
         budgets = tuple(
@@ -202,19 +219,40 @@ class Engine:
             if windows
         )
         spend_budgets = tuple(
-            (kind, max(WINDOWS[w] for w, _ in windows),
-             int(max(n for _, n in windows) * self._max_limit_mult) + 1)
+            (
+                kind,
+                max(WINDOWS[w] for w, _ in windows),
+                int(max(n for _, n in windows) * self._max_limit_mult) + 1,
+            )
             for _, kind, windows in budgets
         )
-        conditions = (rule.rank_min is not None or rule.rank_max is not None
-                      or rule.users is not None or bool(rule.not_users)
-                      or rule.media is not None)
+        conditions = (
+            rule.rank_min is not None
+            or rule.rank_max is not None
+            or rule.users is not None
+            or bool(rule.not_users)
+            or rule.media is not None
+        )
         spend_cooldowns = tuple((s, d) for s, d in own.items() if d > 0)
         single = rule.matcher.single_group
-        trivial = (rule.enabled and single and not conditions and not checks and not budgets
-                   and rule.probability >= 1.0)
-        return _Plan(trivial, conditions, single, TraceEntry(rule.id, FIRED), checks, budgets,
-                     spend_cooldowns, spend_budgets)
+        trivial = (
+            rule.enabled
+            and single
+            and not conditions
+            and not checks
+            and not budgets
+            and rule.probability >= 1.0
+        )
+        return _Plan(
+            trivial,
+            conditions,
+            single,
+            TraceEntry(rule.id, FIRED),
+            checks,
+            budgets,
+            spend_cooldowns,
+            spend_budgets,
+        )
 
     def swap(self, ruleset: RuleSet) -> None:
         """Install a new rule set; state of rules that are gone is dropped."""
@@ -305,8 +343,9 @@ class Engine:
                     return present - gone
         return present
 
-    def _candidates(self, kind: str, present: frozenset[int] | set[int],
-                    full: bool) -> Sequence[int]:
+    def _candidates(
+        self, kind: str, present: frozenset[int] | set[int], full: bool
+    ) -> Sequence[int]:
         """Indices, in evaluation order, of the rules of this kind worth trying."""
         if full:
             return [r.index for r in self.ruleset.rules if r.on == kind]
@@ -323,8 +362,15 @@ class Engine:
                 idx.update(found)
         return sorted(idx)
 
-    def _try(self, rule: Rule, user: str, present: frozenset[int] | set[int], rank: int,
-             now: float, full: bool = False) -> TraceEntry:
+    def _try(
+        self,
+        rule: Rule,
+        user: str,
+        present: frozenset[int] | set[int],
+        rank: int,
+        now: float,
+        full: bool = False,
+    ) -> TraceEntry:
         if not rule.enabled:
             return TraceEntry(rule.id, SKIPPED, "disabled")
         plan = self._plans[rule.index]
@@ -347,8 +393,12 @@ class Engine:
         if rule.probability < 1.0:
             draw = self.rng.random()
             if draw >= rule.probability:
-                return TraceEntry(rule.id, BLOCKED, "probability",
-                                  f"drew {draw:.2f}, needs < {rule.probability:g}")
+                return TraceEntry(
+                    rule.id,
+                    BLOCKED,
+                    "probability",
+                    f"drew {draw:.2f}, needs < {rule.probability:g}",
+                )
         return plan.fired
 
     def _condition(self, rule: Rule, user: str, rank: int) -> tuple[str, str] | None:
@@ -385,8 +435,9 @@ class Engine:
             return (kind, user, rule_id)
         return (kind, user)
 
-    def _cooldown(self, plan: _Plan, rule_id: str, user: str, now: float,
-                  mult: float) -> tuple[str, float] | None:
+    def _cooldown(
+        self, plan: _Plan, rule_id: str, user: str, now: float, mult: float
+    ) -> tuple[str, float] | None:
         for scope, kind in plan.cooldowns:
             key = self._key(kind, rule_id, user)
             running = self.state.cooldown(key) if key else None
@@ -396,8 +447,9 @@ class Engine:
                     return f"cooldown.{scope}", left
         return None
 
-    def _limits(self, plan: _Plan, rule_id: str, user: str, now: float,
-                mult: float) -> tuple[str, str] | None:
+    def _limits(
+        self, plan: _Plan, rule_id: str, user: str, now: float, mult: float
+    ) -> tuple[str, str] | None:
         for scope, kind, windows in plan.budgets:
             key = self._key(kind, rule_id, user)
             if key is None:
@@ -416,8 +468,7 @@ class Engine:
         for scope, base in plan.spend_cooldowns:
             key = self._key(scope, rule.id, user)
             if key is not None:
-                self.state.start_cooldown(key, now, base,
-                                          now + base * self._max_cooldown_mult + 1)
+                self.state.start_cooldown(key, now, base, now + base * self._max_cooldown_mult + 1)
         for kind, span, keep in plan.spend_budgets:
             key = self._key(kind, rule.id, user)
             if key is not None:
@@ -425,8 +476,15 @@ class Engine:
 
     # --- template context ---------------------------------------------------------
 
-    def _context_factory(self, rule: Rule, event: ChatEvent, text: str,
-                         present: frozenset[int] | set[int], rank: int, now: float) -> Any:
+    def _context_factory(
+        self,
+        rule: Rule,
+        event: ChatEvent,
+        text: str,
+        present: frozenset[int] | set[int],
+        rank: int,
+        now: float,
+    ) -> Any:
         """Capture what the context needs now; build the dict only when asked."""
         media = self.room.media
         history = tuple(self.room.history)
@@ -435,20 +493,28 @@ class Engine:
         def build() -> dict[str, Any]:
             matched, groups = _matched_text(ruleset, rule, text, present)
             persona = ruleset.persona
-            mention = (ruleset.regex(self._mention_index)
-                       if self._mention_index is not None else None)
+            mention = (
+                ruleset.regex(self._mention_index) if self._mention_index is not None else None
+            )
             return {
                 "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
                 "message": strip_mention(text, mention),
                 "text": text,
                 "match": matched,
                 "groups": groups,
-                "media": None if media is None else {
-                    "title": media.title, "duration": media.duration,
-                    "type": media.type, "id": media.id},
+                "media": None
+                if media is None
+                else {
+                    "title": media.title,
+                    "duration": media.duration,
+                    "type": media.type,
+                    "id": media.id,
+                },
                 "history": [dict(h) for h in history],
-                "persona": {"name": persona.name if persona else ruleset.bot_name,
-                            "aliases": list(persona.aliases) if persona else []},
+                "persona": {
+                    "name": persona.name if persona else ruleset.bot_name,
+                    "aliases": list(persona.aliases) if persona else [],
+                },
                 "channel": self.channel_name,
                 "rule": {"id": rule.id, "description": rule.description},
                 "now": datetime.fromtimestamp(now, UTC),
@@ -485,8 +551,9 @@ def _media_miss(rule: Rule, media: Media | None) -> str | None:
     return None
 
 
-def _matched_text(ruleset: RuleSet, rule: Rule, text: str,
-                  present: frozenset[int] | set[int]) -> tuple[str, list[str]]:
+def _matched_text(
+    ruleset: RuleSet, rule: Rule, text: str, present: frozenset[int] | set[int]
+) -> tuple[str, list[str]]:
     """The words that made the rule match, and a regex's capture groups."""
     m = rule.matcher
     for idx in m.regex:

@@ -44,9 +44,39 @@ def schema(kind: str) -> dict[str, Any]:
     return json.loads(text)
 
 
+def _inline(node: Any, defs: dict[str, Any], origin: dict[int, str]) -> Any:
+    """The schema with every local ``$ref`` replaced by what it points to.
+
+    The published schemas keep their ``$defs`` (editors show them); the
+    validator gets this flat copy because resolving a reference costs more
+    than checking the value, and a rule file has thousands of them.
+    ``origin`` remembers which definition each inlined copy came from.
+    """
+    if isinstance(node, list):
+        return [_inline(n, defs, origin) for n in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+        name = ref[8:]
+        target = _inline(defs[name], defs, origin)
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        origin[id(merged)] = name
+        return merged
+    return {k: _inline(v, defs, origin) for k, v in node.items() if k != "$defs"}
+
+
+@cache
+def _flat(kind: str) -> tuple[dict[str, Any], dict[int, str]]:
+    doc = schema(kind)
+    origin: dict[int, str] = {}
+    flat = _inline(doc, doc.get("$defs", {}), origin)
+    return flat, origin
+
+
 @cache
 def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(schema(kind))
+    return Draft202012Validator(_flat(kind)[0])
 
 
 def file_kind(root: Node) -> str | None:
@@ -72,7 +102,7 @@ def _what(path: tuple[str | int, ...]) -> str:
 
 
 def _is_def(err: ValidationError, kind: str, name: str) -> bool:
-    return err.schema is schema(kind).get("$defs", {}).get(name)
+    return _flat(kind)[1].get(id(err.schema)) == name
 
 
 def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnostic]:

@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - libyaml missing
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a rule file this large is a mistake, not a rule set
+_STR_TAG = "tag:yaml.org,2002:str"
 MAX_NODES = 200_000  # values in one document, counting what aliases repeat
 
 
@@ -127,14 +128,19 @@ class _Converter:
             # Aliases can make a tiny file expand exponentially ("billion laughs").
             if not self._too_big:
                 self._too_big = True
-                self.diagnostics.append(error(
-                    "yaml-too-large",
-                    f"the document expands to more than {MAX_NODES} values",
-                    span, "aliases (*name) repeat what they point to; write the values out"))
+                self.diagnostics.append(
+                    error(
+                        "yaml-too-large",
+                        f"the document expands to more than {MAX_NODES} values",
+                        span,
+                        "aliases (*name) repeat what they point to; write the values out",
+                    )
+                )
             return Node(None, span)
         if id(ynode) in self._open:
-            self.diagnostics.append(error("yaml-alias", "an alias refers to a value that "
-                                          "contains it (a loop)", span))
+            self.diagnostics.append(
+                error("yaml-alias", "an alias refers to a value that contains it (a loop)", span)
+            )
             return Node(None, span)
         self._depth += 1
         try:
@@ -150,12 +156,15 @@ class _Converter:
                 finally:
                     self._open.discard(id(ynode))
             block = getattr(ynode, "style", None) in ("|", ">")
-            return Node(self._scalar(ynode, span), span, block=block,
-                        end_line=ynode.end_mark.line + 1)
+            return Node(
+                self._scalar(ynode, span), span, block=block, end_line=ynode.end_mark.line + 1
+            )
         finally:
             self._depth -= 1
 
     def _scalar(self, ynode: yaml.ScalarNode, span: Span) -> Any:
+        if ynode.tag == _STR_TAG:  # most values: skip the constructor machinery
+            return ynode.value
         try:
             value = self.loader.construct_object(ynode, deep=True)
         except yaml.YAMLError as exc:
