@@ -299,7 +299,10 @@ class Engine:
         if key in self.ignore_users:
             return Decision(event, ignored="ignored_user")
 
-        text = self._event_text(event)
+        if event.kind == "changemedia":
+            text = event.media.title if event.media else ""
+        else:
+            text = normalise(event.text[:MAX_TEXT]) if event.text else ""
         present = self._scan(text)
         rank = self.room.ranks.get(key, 0)
         trace: list[TraceEntry] = []
@@ -327,11 +330,6 @@ class Engine:
             self.room.history.append({"user": user, "text": text})
         return Decision(event, fired, tuple(trace), make_context=make_context)
 
-    def _event_text(self, event: ChatEvent) -> str:
-        if event.kind == "changemedia":
-            return event.media.title if event.media else ""
-        return normalise(event.text[:MAX_TEXT]) if event.text else ""
-
     def _scan(self, text: str) -> frozenset[int] | set[int]:
         present = self.ruleset.scan(text)
         if present and not text.isascii():
@@ -353,14 +351,12 @@ class Engine:
         cand = self.ruleset.candidates.get(kind)
         if not cand or not present:
             return always
-        if len(present) == 1 and not always:  # one pattern: its rules, already in order
-            return cand.get(next(iter(present)), ())
-        idx = set(always)
-        for p in present:
-            found = cand.get(p)
-            if found:
-                idx.update(found)
-        return sorted(idx)
+        found = [c for p in present if (c := cand.get(p))]
+        if always:
+            found.append(always)
+        if len(found) == 1:  # one pattern's rules: already in order
+            return found[0]
+        return sorted(set().union(*found))
 
     def _try(
         self,
