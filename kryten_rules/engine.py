@@ -273,6 +273,14 @@ class Engine:
         if len(ranks) > MAX_KNOWN_USERS:  # forget whoever was updated longest ago
             del ranks[next(iter(ranks))]
 
+    def apply_ranks(self, changes: Iterable[tuple[str, int | None]]) -> None:
+        """Ranks as user events report them; ``None`` forgets the user (they left)."""
+        for name, rank in changes:
+            if rank is None:
+                self.forget_user(name)
+            else:
+                self.set_rank(name, rank)
+
     def forget_user(self, user: str) -> None:
         self.room.ranks.pop(user.lower(), None)
 

@@ -19,7 +19,7 @@ from typing import Any
 from .clock import VirtualClock
 from .engine import Engine
 from .ruleset import RuleSet
-from .wire import MalformedEvent, UserList, UserUpdate, decode_message, event_subject
+from .wire import MalformedEvent, decode_message, event_subject, rank_changes
 
 
 @dataclass(slots=True)
@@ -130,15 +130,7 @@ def replay(
             continue
         at = decoded.at or env_time or clock.now()
         clock.set(at)
-        ev = decoded.event
-        if isinstance(ev, UserList):
-            for name, rank in ev.users:
-                engine.set_rank(name, rank)
-        elif isinstance(ev, UserUpdate):
-            if ev.left:
-                engine.forget_user(ev.name)
-            elif ev.rank is not None:
-                engine.set_rank(ev.name, ev.rank)
+        engine.apply_ranks(rank_changes(decoded.event))
         if decoded.shadow:
             stats.ignored["shadow"] += 1
             continue

@@ -45,6 +45,7 @@ __all__ = [
     "normalize_token",
     "parse_userlist_kv",
     "pm_command",
+    "rank_changes",
     "say_command",
     "subscribe_subject",
     "userlist_bucket",
@@ -111,6 +112,18 @@ class UserList:
 
 WireEvent = ChatEvent | UserUpdate | UserList
 """Everything :func:`decode_message` can produce."""
+
+
+def rank_changes(event: WireEvent) -> list[tuple[str, int | None]]:
+    """What an event says about users' ranks: ``(name, rank)``, rank ``None`` for a leave."""
+    if isinstance(event, UserList):
+        return list(event.users)
+    if isinstance(event, UserUpdate):
+        if event.left:
+            return [(event.name, None)]
+        if event.rank is not None:
+            return [(event.name, event.rank)]
+    return []
 
 
 @dataclass(frozen=True, slots=True)

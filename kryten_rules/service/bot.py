@@ -43,11 +43,10 @@ from ..units import parse_rank
 from ..wire import (
     COMMAND_SUBJECT,
     MalformedEvent,
-    UserList,
-    UserUpdate,
     decode_message,
     parse_userlist_kv,
     pm_command,
+    rank_changes,
     say_command,
     subscribe_subject,
     userlist_bucket,
@@ -353,15 +352,7 @@ class Bot:
         self.metrics.events.labels(decoded.event_name).inc()
         engine = self.engine
         assert engine is not None
-        ev = decoded.event
-        if isinstance(ev, UserList):
-            for name, rank in ev.users:
-                engine.set_rank(name, rank)
-        elif isinstance(ev, UserUpdate):
-            if ev.left:
-                engine.forget_user(ev.name)
-            elif ev.rank is not None:
-                engine.set_rank(ev.name, ev.rank)
+        engine.apply_ranks(rank_changes(decoded.event))
         chat = decoded.chat
         if chat is None:
             return None
