@@ -70,6 +70,10 @@ class StartupError(RuntimeError):
     """The service cannot start; the message says what the operator must fix."""
 
 
+class Stopped(Exception):
+    """A stop was requested before the service was up; stopping is then a clean exit."""
+
+
 def lifecycle_subject(event: str) -> str:
     return f"kryten.lifecycle.{SERVICE}.{event}"
 
@@ -217,36 +221,42 @@ class Bot:
             self.metrics.nats_connected.set(1)
             log.info("nats: reconnected to %s; subscriptions restored", self.url)
 
-        async def error(exc: Exception) -> None:
-            log.debug("nats: %r", exc)
+        last_warning = [-1e9]
 
-        delay = 0.5
-        while True:
-            try:
-                self.nc = await nats.connect(
-                    self.url,
-                    name=f"kryten-rules-{self.config.cytube.channel}",
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    error_cb=error,
-                    connect_timeout=2,
-                )
-                self.metrics.nats_connected.set(1)
-                log.info("nats: connected to %s", self.url)
-                return
-            except Exception as exc:
-                if self._stopping.is_set():
-                    raise StartupError("stopped before NATS was reachable") from exc
-                log.warning(
-                    "nats: cannot connect to %s (%s); retrying in %.1fs",
-                    self.url,
-                    exc or type(exc).__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        async def error(exc: Exception) -> None:
+            log.debug("nats: %s", exc)
+            now = time.monotonic()
+            if not (self.nc is not None and self.nc.is_connected) and now - last_warning[0] > 30:
+                last_warning[0] = now
+                log.warning("nats: cannot reach %s (%s); retrying", self.url, exc)
+
+        # nats-py retries even the first connect for ever (max_reconnect_attempts=-1),
+        # so a stop request must be able to interrupt it.
+        connect = asyncio.ensure_future(
+            nats.connect(
+                self.url,
+                name=f"kryten-rules-{self.config.cytube.channel}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+                connect_timeout=2,
+            )
+        )
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({connect, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not connect.done():
+            connect.cancel()
+            await asyncio.gather(connect, return_exceptions=True)
+            raise Stopped("stopped before NATS was reachable")
+        try:
+            self.nc = connect.result()
+        except Exception as exc:
+            raise StartupError(f"cannot connect to NATS at {self.url}: {exc}") from exc
+        self.metrics.nats_connected.set(1)
+        log.info("nats: connected to %s", self.url)
 
     async def _load_ranks(self) -> None:
         """Ranks from Kryten-Robot's KV bucket, when it exists (chat events carry none)."""
@@ -269,6 +279,10 @@ class Bot:
             await nc.subscribe(RULES_COMMAND_SUBJECT, cb=self._on_command),
             await nc.subscribe(DISCOVERY_SUBJECT, cb=self._on_discovery),
         ]
+        # start() returns only once the server has the subscriptions. nats-py 2.16's
+        # flush can overtake its own write buffer, so one round trip is not proof.
+        await nc.flush()
+        await nc.flush()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -315,6 +329,8 @@ class Bot:
         try:
             await self.start()
             await self._stopping.wait()
+        except Stopped:
+            log.info("stop requested during start-up")
         finally:
             await self.stop()
 
