@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -351,7 +351,7 @@ class Engine:
 
     def _candidates(
         self, kind: str, present: frozenset[int] | set[int], full: bool
-    ) -> Sequence[int]:
+    ) -> Iterable[int]:
         """Indices, in evaluation order, of the rules of this kind worth trying."""
         if full:
             return [r.index for r in self.ruleset.rules if r.on == kind]
@@ -364,7 +364,7 @@ class Engine:
             found.append(always)
         if len(found) == 1:  # one pattern's rules: already in order
             return found[0]
-        return sorted(set().union(*found))
+        return _Merged(found)
 
     def _try(
         self,
@@ -525,6 +525,26 @@ class Engine:
             }
 
         return build
+
+
+class _Merged:
+    """Candidate indices from several patterns, in order, merged only if needed.
+
+    Most events fire their first candidate, which is the smallest head of the
+    lists; the full sorted union is built only when that one does not fire.
+    """
+
+    __slots__ = ("_lists",)
+
+    def __init__(self, lists: list[tuple[int, ...]]) -> None:
+        self._lists = lists
+
+    def __iter__(self) -> Iterator[int]:
+        first = min([c[0] for c in self._lists])
+        yield first
+        for i in sorted(set().union(*self._lists)):
+            if i > first:
+                yield i
 
 
 def _match(rule: Rule, present: frozenset[int] | set[int]) -> str | None:
