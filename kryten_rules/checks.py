@@ -51,19 +51,18 @@ def seq(node: Node | None) -> list[Node]:
     return list(node.value) if node is not None and node.is_seq else []
 
 
-def _re2_options():  # imported lazily: the checker is also used by tools that never match
+def regex_problem(pattern: str) -> str | None:
+    """RE2's reason for rejecting a pattern, or None when it compiles.
+
+    Compiled exactly as the engine will compile it (``patterns.compile_one``),
+    so validate and the running bot can never disagree about a regex.
+    """
     import re2
 
-    opts = re2.Options()
-    opts.log_errors = False
-    return re2, opts
+    from .patterns import compile_one
 
-
-def regex_problem(pattern: str) -> str | None:
-    """RE2's reason for rejecting a pattern, or None when it compiles."""
-    re2, opts = _re2_options()
     try:
-        re2.compile(pattern, opts)
+        compile_one(pattern)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else str(exc)
         return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)

@@ -8,10 +8,6 @@ delivers it* (HTML-escaped); the engine normalises it before matching.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-EventKind = Literal["chatmsg", "pm", "changemedia", "adduser"]
-EVENT_KINDS: tuple[str, ...] = ("chatmsg", "pm", "changemedia", "adduser")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +30,7 @@ class ChatEvent:
     ``at`` is the event time in seconds on the engine's clock.
     """
 
-    kind: str = "chatmsg"
+    kind: str = "chatmsg"  # chatmsg | pm | changemedia | adduser
     user: str = ""
     text: str = ""
     rank: int | None = None

@@ -25,10 +25,9 @@ def explain_event(
 ) -> dict[str, Any]:
     """The JSON that ``explain`` prints and ``rules.explain`` answers.
 
-    With no ``engine``, the event meets a fresh engine (no cooldowns running):
-    "would this fire at all?". The service passes a copy-free view of its own
-    engine's state only through ``Engine.evaluate(..., dry=True)`` semantics,
-    which this module does not need: explaining never spends state of a live bot.
+    The event meets a fresh engine (no cooldowns running, a fixed seed) unless
+    one is given: the question answered is "would this rule set answer this
+    line?", and asking it never spends the cooldowns or budgets of a live bot.
     """
     eng = engine or Engine(ruleset, clock=VirtualClock(1.0), seed=0, channel=channel)
     media = Media(media_title, media_duration) if media_title else None

@@ -28,10 +28,6 @@ class Budget:
     cooldown: float = 0.0
     windows: Mapping[str, int] = field(default_factory=dict)
 
-    @property
-    def empty(self) -> bool:
-        return not self.cooldown and not self.windows
-
 
 @dataclass(frozen=True, slots=True)
 class RankMultiplier:

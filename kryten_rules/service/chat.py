@@ -55,7 +55,6 @@ class ChatClient:
         self.out = out
         cy = bot.config.cytube
         self.channel, self.domain = cy.channel, cy.domain
-        self._replies: asyncio.Queue[str] = asyncio.Queue()
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
