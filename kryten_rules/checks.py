@@ -9,16 +9,16 @@ LLM, NATS): ``validate`` and ``run`` share this code and can never disagree.
 from __future__ import annotations
 
 import difflib
-import linecache
-import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .diagnostics import Diagnostic, Span, error, warning
+from .diagnostics import Diagnostic, Span, error
+from .positions import file_span, template_span
+from .shadowing import check_shadowed
 from .templates import check_template
 from .units import parse_duration, parse_rank
-from .yamlload import Node
+from .yamlload import Node, effective, seq
 
 PROMPT_KEYS = ("prompt", "prompt_file", "reply")
 TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".txt", ".md")
@@ -42,15 +42,6 @@ class RuleFile:
         return node if node is not None and node.is_map else None
 
 
-def seq(node: Node | None) -> list[Node]:
-    """The items of a sequence node; nothing for anything else.
-
-    Semantic checks also run on files the schema rejected (so every problem is
-    reported in one run), so they must take any shape without raising.
-    """
-    return list(node.value) if node is not None and node.is_seq else []
-
-
 def regex_problem(pattern: str) -> str | None:
     """RE2's reason for rejecting a pattern, or None when it compiles.
 
@@ -67,86 +58,6 @@ def regex_problem(pattern: str) -> str | None:
         reason = exc.args[0] if exc.args else str(exc)
         return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
     return None
-
-
-def _lines(file: str) -> list[str]:
-    linecache.checkcache(file)  # the file may have changed since it was last read
-    return linecache.getlines(file)
-
-
-def _needle_re(needle: str) -> re.Pattern[str]:
-    """The needle as a whole name: `name` must not match inside `user.name` or `names`.
-
-    An attribute needle is given with its dot (``.nmae``); a private name
-    (``__class__``, ``_x``) is found wherever it stands, after a dot or not.
-    """
-    before = "" if needle.startswith((".", "_")) else r"(?<![\w.])"
-    return re.compile(before + re.escape(needle) + r"(?!\w)")
-
-
-def _find_needle(
-    source: str,
-    template_line: int,
-    needle: str,
-    lines: list[str],
-    first: int,
-    last: int,
-    first_col: int,
-) -> tuple[int, int] | None:
-    """Where the template's first use of ``needle`` on ``template_line`` is in the file.
-
-    Counts the needle's earlier uses in the template and takes the same use
-    among the scalar's lines in the file, so folded (``>``) and quoted scalars,
-    whose lines do not map one to one, land on the right place too.
-    """
-    rx = _needle_re(needle)
-    tlines = source.split("\n")
-    if not 1 <= template_line <= len(tlines) or not rx.search(tlines[template_line - 1]):
-        return None
-    k = sum(len(rx.findall(t)) for t in tlines[: template_line - 1])
-    seen = 0
-    for n in range(first, min(last, len(lines)) + 1):
-        text = lines[n - 1]
-        start = first_col - 1 if n == first else 0
-        for m in rx.finditer(text, start):
-            if seen == k:
-                return n, m.start() + 1
-            seen += 1
-    return None
-
-
-def template_span(node: Node, template_line: int, needle: str = "") -> Span:
-    """Where line ``template_line`` of an inline template stands in the YAML file.
-
-    Jinja knows lines, not columns: the place is found by looking for the
-    offending text in the scalar's lines of the file.
-    """
-    file = node.span.file
-    lines = _lines(file)
-    last = max(node.end_line, node.span.line)
-    if needle and isinstance(node.value, str):
-        found = _find_needle(
-            node.value, template_line, needle, lines, node.span.line, last, node.span.column
-        )
-        if found:
-            return Span(file, *found)
-    offset = template_line - 1 + (1 if node.block else 0)
-    line = min(node.span.line + offset, last) if last > node.span.line else node.span.line
-    text = lines[line - 1] if 0 < line <= len(lines) else ""
-    column = node.span.column if line == node.span.line else len(text) - len(text.lstrip()) + 1
-    return Span(file, line, column)
-
-
-def file_span(path: Path, template_line: int, needle: str = "") -> Span:
-    """A place in a prompt file: the template's own lines are the file's lines."""
-    if needle:
-        lines = _lines(str(path))
-        found = _find_needle(
-            "".join(lines).replace("\r\n", "\n"), template_line, needle, lines, 1, len(lines), 1
-        )
-        if found:
-            return Span(str(path), *found)
-    return Span(str(path), template_line, 1)
 
 
 def check_template_node(node: Node, what: str) -> Iterator[Diagnostic]:
@@ -238,13 +149,6 @@ def check_media_range(when: Node | None) -> Iterator[Diagnostic]:
             "when.media: min_duration is above max_duration, so no media matches",
             media.key_span("min_duration"),
         )
-
-
-def effective(rule: Node, defaults: Node | None, key: str) -> Node | None:
-    node = rule.get(key)
-    if node is None and defaults is not None:
-        node = defaults.get(key)
-    return node
 
 
 def check_rule(
@@ -380,112 +284,6 @@ def check_duplicate_ids(files: list[RuleFile]) -> Iterator[Diagnostic]:
                 seen[rid.value] = rid.span
 
 
-def _match_terms(match: Node | None) -> dict[str, frozenset[str]]:
-    out: dict[str, frozenset[str]] = {}
-    if match is None or not match.is_map:
-        return out
-    for key, node in match.items():
-        if key == "mention":
-            if node.value is True:
-                out[key] = frozenset({"@"})
-        elif node.is_seq:
-            out[key] = frozenset(str(n.value).lower() for n in node.value)
-    return out
-
-
-def _blocks_itself(rule: Node, defaults: Node | None) -> bool:
-    """Whether a rule has a gate of its own that lets later rules through sometimes."""
-    if rule.get("when") is not None or effective(rule, defaults, "when") is not None:
-        return True
-    prob = effective(rule, defaults, "probability")
-    if prob is not None and prob.value != 1:
-        return True
-    enabled = effective(rule, defaults, "enabled")
-    if enabled is not None and enabled.value is False:
-        return True
-    if effective(rule, defaults, "limit") is not None:
-        return True
-    cd = effective(rule, defaults, "cooldown")
-    return cd is not None and cd.is_map and any(k in cd.value for k in ("rule", "user_rule"))
-
-
-@dataclass(slots=True)
-class _Shadowers:
-    """Earlier rules that always fire when they match, indexed by what they match.
-
-    Lets :func:`check_shadowed` find, for each rule, the earlier rules that
-    could shadow it without comparing every pair (1,000 rules would be half a
-    million comparisons).
-    """
-
-    everything: dict[str, tuple[int, str]] = field(default_factory=dict)
-    exact: dict[tuple[str, frozenset[tuple[str, frozenset[str]]]], tuple[int, str]] = field(
-        default_factory=dict
-    )
-    mention_only: dict[str, tuple[int, str]] = field(default_factory=dict)
-    by_any_word: dict[tuple[str, str], list[tuple[int, str, frozenset[str]]]] = field(
-        default_factory=dict
-    )
-
-    def add(self, pos: int, rid: str, on: str, terms: dict[str, frozenset[str]]) -> None:
-        first = (pos, rid)
-        if not terms:
-            self.everything.setdefault(on, first)
-        self.exact.setdefault((on, frozenset(terms.items())), first)
-        if set(terms) == {"mention"}:
-            self.mention_only.setdefault(on, first)
-        if set(terms) == {"any"}:
-            for w in terms["any"]:
-                self.by_any_word.setdefault((on, w), []).append((pos, rid, terms["any"]))
-
-    def find(self, on: str, b: dict[str, frozenset[str]]) -> str | None:
-        """The earliest rule that matches every text that ``b``'s match accepts."""
-        found: list[tuple[int, str]] = []
-        for hit in (self.everything.get(on), self.exact.get((on, frozenset(b.items())))):
-            if hit:
-                found.append(hit)
-        if "mention" in b and on in self.mention_only:
-            found.append(self.mention_only[on])
-        if "any" in b and not ({"mention", "regex"} & set(b)):
-            # b matches through one of its words alone: a must have all of them
-            word = min(b["any"])
-            found += [
-                (p, r) for p, r, words in self.by_any_word.get((on, word), ()) if b["any"] <= words
-            ]
-        for word in b.get("all", ()):
-            found += [(p, r) for p, r, _ in self.by_any_word.get((on, word), ())[:1]]
-        return min(found)[1] if found else None
-
-
-def check_shadowed(files: list[RuleFile]) -> Iterator[Diagnostic]:
-    ordered: list[tuple[int, int, Node, Node | None]] = []
-    for rf in files:
-        for rule in rf.rules:
-            rid = rule.get("id")
-            if rid is not None and isinstance(rid.value, str):
-                prio = effective(rule, rf.defaults, "priority")
-                p = prio.value if prio is not None and isinstance(prio.value, int) else 0
-                ordered.append((-p, len(ordered), rule, rf.defaults))
-    ordered.sort(key=lambda t: (t[0], t[1]))
-    shadowers = _Shadowers()
-    for pos, (_, _, rule, defaults) in enumerate(ordered):
-        on_node = effective(rule, defaults, "on")
-        on = str(on_node.value) if on_node is not None else "chatmsg"
-        terms = _match_terms(rule.get("match"))
-        rid = rule.value["id"]
-        by = shadowers.find(on, terms)
-        if by is not None:
-            yield warning(
-                "shadowed",
-                f"rule {rid.value!r} can never fire: shadowed by {by!r}",
-                rid.span,
-                f"{by!r} is tried first (higher priority or earlier in the files) and "
-                "always matches; lower its priority or narrow its match",
-            )
-        if not _blocks_itself(rule, defaults):
-            shadowers.add(pos, rid.value, on, terms)
-
-
 def check_rule_set(files: list[RuleFile], chains: Mapping[str, object] | None) -> list[Diagnostic]:
     """All semantic checks of a rule set: per rule, per file, and across files."""
     out: list[Diagnostic] = []
@@ -496,7 +294,7 @@ def check_rule_set(files: list[RuleFile], chains: Mapping[str, object] | None) -
     out.extend(_once_per_set(files, "ranks", None, "duplicate-ranks", "ranks"))
     out.extend(_once_per_set(files, "limits", "global", "duplicate-limits", "limits.global"))
     out.extend(_once_per_set(files, "limits", "user", "duplicate-limits", "limits.user"))
-    out.extend(check_shadowed(files))
+    out.extend(check_shadowed(files))  # warnings last: errors matter more
     return out
 
 

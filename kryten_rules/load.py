@@ -17,14 +17,13 @@ from .checks import (
     check_rule_set,
     resolve_template_file,
     rule_ids,
-    seq,
 )
 from .compile import compile_rules, digest_of
 from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
 from .ruleset import RuleSet
 from .schema import check_schema, file_kind
-from .yamlload import Node, load_file
+from .yamlload import Node, load_file, seq
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -165,6 +165,18 @@ def clean_reply(text: str, persona_names: Iterable[str] = ()) -> str:
     if isinstance(persona_names, str):  # a lone name would otherwise iterate by letter
         persona_names = [persona_names]
     names = [n.strip() for n in persona_names if n and n.strip()]
+    # One pass can uncover what another removes (a fence inside stray backticks):
+    # repeat until nothing changes, so cleaning clean text changes nothing.
+    out = _clean_once(text, names)
+    for _ in range(4):
+        again = _clean_once(out, names)
+        if again == out:
+            break
+        out = again
+    return out
+
+
+def _clean_once(text: str, names: list[str]) -> str:
     out = _ANSI_RE.sub("", _fix_surrogates(text))
     out = _strip_invisible(out.replace("\r\n", "\n").replace("\r", "\n"))
     out = _LEFTOVER_FENCE_RE.sub("", _FENCE_RE.sub(r"\n\1\n", out))

@@ -92,6 +92,23 @@ class Node:
         return node
 
 
+def seq(node: Node | None) -> list[Node]:
+    """The items of a sequence node; nothing for anything else.
+
+    Semantic checks also run on files the schema rejected (so every problem is
+    reported in one run), so they must take any shape without raising.
+    """
+    return list(node.value) if node is not None and node.is_seq else []
+
+
+def effective(rule: Node, defaults: Node | None, key: str) -> Node | None:
+    """A rule's own value for ``key``, else its file's ``defaults`` value."""
+    node = rule.get(key)
+    if node is None and defaults is not None:
+        node = defaults.get(key)
+    return node
+
+
 @dataclass(slots=True)
 class Document:
     """One loaded file: its root node (``None`` when it could not be parsed)."""

@@ -54,7 +54,7 @@ from ..wire import (
 from .embedded import EmbeddedNats
 from .metrics import HttpEndpoint, Metrics
 from .pacing import Outgoing, Pacer
-from .responselog import ResponseLog
+from .responselog import ResponseLog, response_record
 from .watch import FileWatcher
 
 log = logging.getLogger("kryten_rules.service")
@@ -490,51 +490,26 @@ class Bot:
         took: float,
         error: str | None,
     ) -> None:
-        ev = decision.event
-        rule = decision.rule
-        assert rule is not None
-        attempts = [
-            {
-                "model": a.model,
-                "outcome": a.outcome,
-                "latency": round(a.latency, 4),
-                "prompt_tokens": a.prompt_tokens,
-                "completion_tokens": a.completion_tokens,
-                "cost": a.cost,
-                "error": a.error,
-            }
-            for a in (result.attempts if result else ())
-        ]
-        tokens = [(a["prompt_tokens"] or 0) + (a["completion_tokens"] or 0) for a in attempts]
-        record = {
-            "time": datetime.now(UTC).isoformat(),
-            "channel": self.config.cytube.channel,
-            "user": ev.user,
-            "rank": decision.context["user"]["rank"] if decision.context else None,
-            "event": ev.kind,
-            "rule": rule.id,
-            "mode": rule.mode,
-            "trace": [f"{t.rule}:{t.reason or t.outcome}" for t in decision.trace],
-            "prompt_hash": prompt_hash,
-            "model": result.model if result else None,
-            "attempts": attempts,
-            "latency": round(took, 4),
-            "tokens": sum(tokens) if tokens else None,
-            "cost": result.cost if result else None,
-            "via": via,
-            "parts": parts,
-            "sent": sent,
-            "dry_run": self.dry_run,
-            "error": error,
-        }
+        record = response_record(
+            decision,
+            channel=self.config.cytube.channel,
+            prompt_hash=prompt_hash,
+            result=result,
+            parts=parts,
+            via=via,
+            sent=sent,
+            dry_run=self.dry_run,
+            took=took,
+            error=error,
+        )
         self.responses.write(record)
         verb = "replied" if sent else ("would reply" if parts else "stayed silent")
         log.info(
             "%s -> %s %s (%s%s)",
-            ev.user,
-            rule.id,
+            record["user"],
+            record["rule"],
             verb,
-            result.model if result and result.model else "no model",
+            record["model"] or "no model",
             f", {len(parts)} part(s)" if parts else "",
         )
 

@@ -11,10 +11,67 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..engine import Decision
+from ..llm.chain import ChainResult
+
 log = logging.getLogger(__name__)
+
+
+def response_record(
+    decision: Decision,
+    *,
+    channel: str,
+    prompt_hash: str | None,
+    result: ChainResult | None,
+    parts: list[str],
+    via: str,
+    sent: bool,
+    dry_run: bool,
+    took: float,
+    error: str | None,
+) -> dict[str, Any]:
+    """One line of the response log: who, which rule and why, which model, what was said."""
+    ev = decision.event
+    rule = decision.rule
+    assert rule is not None
+    attempts = [
+        {
+            "model": a.model,
+            "outcome": a.outcome,
+            "latency": round(a.latency, 4),
+            "prompt_tokens": a.prompt_tokens,
+            "completion_tokens": a.completion_tokens,
+            "cost": a.cost,
+            "error": a.error,
+        }
+        for a in (result.attempts if result else ())
+    ]
+    tokens = [(a["prompt_tokens"] or 0) + (a["completion_tokens"] or 0) for a in attempts]
+    return {
+        "time": datetime.now(UTC).isoformat(),
+        "channel": channel,
+        "user": ev.user,
+        "rank": decision.context["user"]["rank"] if decision.context else None,
+        "event": ev.kind,
+        "rule": rule.id,
+        "mode": rule.mode,
+        "trace": [f"{t.rule}:{t.reason or t.outcome}" for t in decision.trace],
+        "prompt_hash": prompt_hash,
+        "model": result.model if result else None,
+        "attempts": attempts,
+        "latency": round(took, 4),
+        "tokens": sum(tokens) if tokens else None,
+        "cost": result.cost if result else None,
+        "via": via,
+        "parts": parts,
+        "sent": sent,
+        "dry_run": dry_run,
+        "error": error,
+    }
 
 
 class ResponseLog:
