@@ -88,7 +88,7 @@ class Decision:
     @property
     def context(self) -> dict[str, Any] | None:
         if self._context is None and self._make_context is not None:
-            self._context = self._make_context()
+            self._context = _build_context(*self._make_context)
             self._make_context = None
         return self._context
 
@@ -139,7 +139,7 @@ class ChannelState:
 
     ranks: dict[str, int] = field(default_factory=dict)
     media: Media | None = None
-    history: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_LINES))
+    history: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_LINES))
 
 
 class Engine:
@@ -333,9 +333,20 @@ class Engine:
             plan = plans[fired.index]
             if plan.spend_cooldowns or plan.spend_budgets:
                 self._spend(fired, key, now)
-            make_context = self._context_factory(fired, event, text, present, rank, now)
+            # captured now, built on first read (the room moves on)
+            make_context = (
+                self,
+                fired,
+                event,
+                text,
+                present,
+                rank,
+                now,
+                self.room.media,
+                tuple(self.room.history),
+            )
         if event.kind == "chatmsg" and text:
-            self.room.history.append({"user": user, "text": text})
+            self.room.history.append((user, text))
         return Decision(event, fired, tuple(trace), make_context=make_context)
 
     def _scan(self, text: str) -> frozenset[int] | set[int]:
@@ -480,52 +491,6 @@ class Engine:
 
     # --- template context ---------------------------------------------------------
 
-    def _context_factory(
-        self,
-        rule: Rule,
-        event: ChatEvent,
-        text: str,
-        present: frozenset[int] | set[int],
-        rank: int,
-        now: float,
-    ) -> Any:
-        """Capture what the context needs now; build the dict only when asked."""
-        media = self.room.media
-        history = tuple(self.room.history)
-        ruleset = self.ruleset
-
-        def build() -> dict[str, Any]:
-            matched, groups = _matched_text(ruleset, rule, text, present)
-            persona = ruleset.persona
-            mention = (
-                ruleset.regex(self._mention_index) if self._mention_index is not None else None
-            )
-            return {
-                "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
-                "message": strip_mention(text, mention),
-                "text": text,
-                "match": matched,
-                "groups": groups,
-                "media": None
-                if media is None
-                else {
-                    "title": media.title,
-                    "duration": media.duration,
-                    "type": media.type,
-                    "id": media.id,
-                },
-                "history": [dict(h) for h in history],
-                "persona": {
-                    "name": persona.name if persona else ruleset.bot_name,
-                    "aliases": list(persona.aliases) if persona else [],
-                },
-                "channel": self.channel_name,
-                "rule": {"id": rule.id, "description": rule.description},
-                "now": datetime.fromtimestamp(now, UTC),
-            }
-
-        return build
-
 
 class _Merged:
     """Candidate indices from several patterns, in order, merged only if needed.
@@ -545,6 +510,47 @@ class _Merged:
         for i in sorted(set().union(*self._lists)):
             if i > first:
                 yield i
+
+
+def _build_context(
+    engine: Engine,
+    rule: Rule,
+    event: ChatEvent,
+    text: str,
+    present: frozenset[int] | set[int],
+    rank: int,
+    now: float,
+    media: Media | None,
+    history: tuple[tuple[str, str], ...],
+) -> dict[str, Any]:
+    """What the templates see (RULES.md "Template variables"), as it was at the decision."""
+    ruleset = engine.ruleset
+    matched, groups = _matched_text(ruleset, rule, text, present)
+    persona = ruleset.persona
+    mention = ruleset.regex(engine._mention_index) if engine._mention_index is not None else None
+    return {
+        "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
+        "message": strip_mention(text, mention),
+        "text": text,
+        "match": matched,
+        "groups": groups,
+        "media": None
+        if media is None
+        else {
+            "title": media.title,
+            "duration": media.duration,
+            "type": media.type,
+            "id": media.id,
+        },
+        "history": [{"user": u, "text": t} for u, t in history],
+        "persona": {
+            "name": persona.name if persona else ruleset.bot_name,
+            "aliases": list(persona.aliases) if persona else [],
+        },
+        "channel": engine.channel_name,
+        "rule": {"id": rule.id, "description": rule.description},
+        "now": datetime.fromtimestamp(now, UTC),
+    }
 
 
 def _match(rule: Rule, present: frozenset[int] | set[int]) -> str | None:
