@@ -311,13 +311,23 @@ class Engine:
             text = event.media.title if event.media else ""
         else:
             text = normalise(event.text[:MAX_TEXT]) if event.text else ""
-        present = self._scan(text)
+        present = self.ruleset.scan(text)
+        if present and not text.isascii():
+            present = self._recheck(text, present)
         rank = self.room.ranks.get(key, 0)
         trace: list[TraceEntry] = []
         fired: Rule | None = None
         rules = self.ruleset.rules
         plans = self._plans
-        for i in self._candidates(event.kind, present, full_trace):
+        order = self._candidates(event.kind, present, full_trace)
+        if type(order) is _Merged:
+            # Most events fire their first candidate: skip merging when it is trivial.
+            first = min([c[0] for c in order.lists])
+            if plans[first].trivial:
+                trace.append(plans[first].fired)
+                fired = rules[first]
+                order = ()
+        for i in order:
             plan = plans[i]
             if plan.trivial and not full_trace:  # the common case, kept cheap
                 trace.append(plan.fired)
@@ -349,15 +359,13 @@ class Engine:
             self.room.history.append((user, text))
         return Decision(event, fired, tuple(trace), make_context=make_context)
 
-    def _scan(self, text: str) -> frozenset[int] | set[int]:
-        present = self.ruleset.scan(text)
-        if present and not text.isascii():
-            # RE2's \b is ASCII-only: re-check words next to non-ASCII letters.
-            doubtful = present & self._word_kinds
-            if doubtful:
-                gone = {i for i in doubtful if self.ruleset.regex(i).search(text) is None}
-                if gone:
-                    return present - gone
+    def _recheck(self, text: str, present: frozenset[int]) -> frozenset[int]:
+        """RE2's \\b is ASCII-only: re-check words that stand next to non-ASCII text."""
+        doubtful = present & self._word_kinds
+        if doubtful:
+            gone = {i for i in doubtful if self.ruleset.regex(i).search(text) is None}
+            if gone:
+                return present - gone
         return present
 
     def _candidates(
@@ -499,15 +507,15 @@ class _Merged:
     lists; the full sorted union is built only when that one does not fire.
     """
 
-    __slots__ = ("_lists",)
+    __slots__ = ("lists",)
 
     def __init__(self, lists: list[tuple[int, ...]]) -> None:
-        self._lists = lists
+        self.lists = lists
 
     def __iter__(self) -> Iterator[int]:
-        first = min([c[0] for c in self._lists])
+        first = min([c[0] for c in self.lists])
         yield first
-        for i in sorted(set().union(*self._lists)):
+        for i in sorted(set().union(*self.lists)):
             if i > first:
                 yield i
 
