@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from .clock import Clock, SystemClock
@@ -298,7 +299,7 @@ class Engine:
         now = event.at if event.at else self.clock.now()
         user = event.user
         key = user.lower()
-        if event.rank is not None and user:
+        if event.rank is not None and user and self.room.ranks.get(key) != event.rank:
             self.set_rank(user, event.rank)
         if event.kind == "changemedia" and event.media is not None:
             self.room.media = event.media
@@ -322,7 +323,7 @@ class Engine:
         order = self._candidates(event.kind, present, full_trace)
         if type(order) is _Merged:
             # Most events fire their first candidate: skip merging when it is trivial.
-            first = min([c[0] for c in order.lists])
+            first = min(map(_head, order.lists))
             if plans[first].trivial:
                 trace.append(plans[first].fired)
                 fired = rules[first]
@@ -378,7 +379,7 @@ class Engine:
         cand = self.ruleset.candidates.get(kind)
         if not cand or not present:
             return always
-        found = [c for p in present if (c := cand.get(p))]
+        found = list(filter(None, map(cand.get, present)))  # C-level: no frame per event
         if always:
             found.append(always)
         if len(found) == 1:  # one pattern's rules: already in order
@@ -500,6 +501,9 @@ class Engine:
     # --- template context ---------------------------------------------------------
 
 
+_head = itemgetter(0)
+
+
 class _Merged:
     """Candidate indices from several patterns, in order, merged only if needed.
 
@@ -513,7 +517,7 @@ class _Merged:
         self.lists = lists
 
     def __iter__(self) -> Iterator[int]:
-        first = min([c[0] for c in self.lists])
+        first = min(map(_head, self.lists))
         yield first
         for i in sorted(set().union(*self.lists)):
             if i > first:
