@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -68,7 +68,7 @@ class Decision:
     was true when the event was decided.
     """
 
-    __slots__ = ("_context", "_make_context", "event", "fired", "ignored", "rule", "trace")
+    __slots__ = ("_context", "_make_context", "event", "ignored", "rule", "trace")
 
     def __init__(
         self,
@@ -80,11 +80,15 @@ class Decision:
     ) -> None:
         self.event = event
         self.rule = rule
-        self.fired = rule.id if rule is not None else None
         self.trace = trace
         self.ignored = ignored  # why the event never reached the rules (self, ignored_user)
         self._make_context = make_context
         self._context: dict[str, Any] | None = None
+
+    @property
+    def fired(self) -> str | None:
+        """The id of the rule that fired, or None."""
+        return self.rule.id if self.rule is not None else None
 
     @property
     def context(self) -> dict[str, Any] | None:
@@ -360,18 +364,16 @@ class Engine:
             self.room.history.append((user, text))
         return Decision(event, fired, tuple(trace), make_context=make_context)
 
-    def _recheck(self, text: str, present: frozenset[int]) -> frozenset[int]:
+    def _recheck(self, text: str, present: Collection[int]) -> Collection[int]:
         """RE2's \\b is ASCII-only: re-check words that stand next to non-ASCII text."""
-        doubtful = present & self._word_kinds
+        doubtful = self._word_kinds.intersection(present)
         if doubtful:
             gone = {i for i in doubtful if self.ruleset.regex(i).search(text) is None}
             if gone:
-                return present - gone
+                return [i for i in present if i not in gone]
         return present
 
-    def _candidates(
-        self, kind: str, present: frozenset[int] | set[int], full: bool
-    ) -> Iterable[int]:
+    def _candidates(self, kind: str, present: Collection[int], full: bool) -> Iterable[int]:
         """Indices, in evaluation order, of the rules of this kind worth trying."""
         if full:
             return [r.index for r in self.ruleset.rules if r.on == kind]
@@ -390,7 +392,7 @@ class Engine:
         self,
         rule: Rule,
         user: str,
-        present: frozenset[int] | set[int],
+        present: Collection[int],
         rank: int,
         now: float,
         full: bool = False,
@@ -529,7 +531,7 @@ def _build_context(
     rule: Rule,
     event: ChatEvent,
     text: str,
-    present: frozenset[int] | set[int],
+    present: Collection[int],
     rank: int,
     now: float,
     media: Media | None,
@@ -565,7 +567,7 @@ def _build_context(
     }
 
 
-def _match(rule: Rule, present: frozenset[int] | set[int]) -> str | None:
+def _match(rule: Rule, present: Collection[int]) -> str | None:
     m = rule.matcher
     if m.mention is not None and m.mention not in present:
         return "no_match"
@@ -594,7 +596,7 @@ def _media_miss(rule: Rule, media: Media | None) -> str | None:
 
 
 def _matched_text(
-    ruleset: RuleSet, rule: Rule, text: str, present: frozenset[int] | set[int]
+    ruleset: RuleSet, rule: Rule, text: str, present: Collection[int]
 ) -> tuple[str, list[str]]:
     """The words that made the rule match, and a regex's capture groups."""
     m = rule.matcher

@@ -160,11 +160,15 @@ class RuleSet:
         inner = getattr(self._set, "_set", None)
         return inner.Match if inner is not None else self._set.Match
 
-    def scan(self, text: str) -> frozenset[int]:
-        """Indices of every pattern present in ``text`` (one RE2 set pass)."""
+    def scan(self, text: str) -> list[int]:
+        """Indices of every pattern present in ``text`` (one RE2 set pass), each once.
+
+        A list, not a set: it holds a handful of indices, and membership in a
+        short list costs no more than building a set for every event.
+        """
         if self._set is None or not text:
-            return frozenset()
-        return frozenset(self._match_bytes(text.encode("utf-8")) or ())
+            return []
+        return self._match_bytes(text.encode("utf-8")) or []
 
     @cached_property
     def _regexes(self) -> dict[int, Any]:
