@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -299,50 +299,56 @@ class Engine:
 
     def evaluate(self, event: ChatEvent, *, full_trace: bool = False) -> Decision:
         """Decide one event. ``full_trace`` lists every rule of the event's kind
-        (for ``explain``); otherwise rules whose patterns are absent are left out."""
-        now = event.at if event.at else self.clock.now()
+        (for ``explain``); otherwise rules whose patterns are absent are left out.
+
+        This is the hot path of the service and of ``replay``: locals instead of
+        attribute lookups, and the commonest case (the first candidate is a plain
+        rule) decided without building the full candidate order.
+        """
+        now = event.at or self.clock.now()
         user = event.user
         key = user.lower()
-        if event.rank is not None and user and self.room.ranks.get(key) != event.rank:
+        kind = event.kind
+        room = self.room
+        if event.rank is not None and user and room.ranks.get(key) != event.rank:
             self.set_rank(user, event.rank)
-        if event.kind == "changemedia" and event.media is not None:
-            self.room.media = event.media
+        if kind == "changemedia" and event.media is not None:
+            room.media = event.media
         if user and key == self._bot:
-            return Decision(event, ignored="self")
+            return Decision(event, None, (), "self")
         if key in self.ignore_users:
-            return Decision(event, ignored="ignored_user")
+            return Decision(event, None, (), "ignored_user")
 
-        if event.kind == "changemedia":
+        if kind == "changemedia":
             text = event.media.title if event.media else ""
         else:
             text = normalise(event.text[:MAX_TEXT]) if event.text else ""
-        present = self.ruleset.scan(text)
+        ruleset = self.ruleset
+        present = ruleset.scan(text)
         if present and not text.isascii():
             present = self._recheck(text, present)
-        rank = self.room.ranks.get(key, 0)
-        trace: list[TraceEntry] = []
-        fired: Rule | None = None
-        rules = self.ruleset.rules
+        rank = room.ranks.get(key, 0)
         plans = self._plans
-        order = self._candidates(event.kind, present, full_trace)
-        if type(order) is _Merged:
-            # Most events fire their first candidate: skip merging when it is trivial.
-            first = min(map(_head, order.lists))
-            if plans[first].trivial:
-                trace.append(plans[first].fired)
-                fired = rules[first]
-                order = ()
-        for i in order:
-            plan = plans[i]
-            if plan.trivial and not full_trace:  # the common case, kept cheap
-                trace.append(plan.fired)
-                fired = rules[i]
-                break
-            entry = self._try(rules[i], key, present, rank, now, full_trace)
-            trace.append(entry)
-            if entry.outcome == FIRED:
-                fired = rules[i]
-                break
+        fired: Rule | None = None
+        trace: tuple[TraceEntry, ...] = ()
+        if full_trace:
+            fired, trace = self._walk(
+                [r.index for r in ruleset.rules if r.on == kind], key, present, rank, now, True
+            )
+        else:
+            cand = ruleset.candidates.get(kind)
+            lists = list(filter(None, map(cand.get, present))) if cand and present else []
+            always = ruleset.always.get(kind)
+            if always:
+                lists.append(always)
+            if lists:
+                first = lists[0][0] if len(lists) == 1 else min(map(_head, lists))
+                plan = plans[first]
+                if plan.trivial:
+                    fired, trace = ruleset.rules[first], (plan.fired,)
+                else:
+                    order = lists[0] if len(lists) == 1 else sorted(set().union(*lists))
+                    fired, trace = self._walk(order, key, present, rank, now, False)
         make_context = None
         if fired is not None:
             plan = plans[fired.index]
@@ -357,12 +363,36 @@ class Engine:
                 present,
                 rank,
                 now,
-                self.room.media,
-                tuple(self.room.history),
+                room.media,
+                tuple(room.history),
             )
-        if event.kind == "chatmsg" and text:
-            self.room.history.append((user, text))
-        return Decision(event, fired, tuple(trace), make_context=make_context)
+        if kind == "chatmsg" and text:
+            room.history.append((user, text))
+        return Decision(event, fired, trace, None, make_context)
+
+    def _walk(
+        self,
+        order: Iterable[int],
+        user: str,
+        present: Collection[int],
+        rank: int,
+        now: float,
+        full: bool,
+    ) -> tuple[Rule | None, tuple[TraceEntry, ...]]:
+        """Try rules in order until one fires; the rule (or None) and the trace."""
+        rules = self.ruleset.rules
+        plans = self._plans
+        trace: list[TraceEntry] = []
+        for i in order:
+            plan = plans[i]
+            if plan.trivial and not full:
+                trace.append(plan.fired)
+                return rules[i], tuple(trace)
+            entry = self._try(rules[i], user, present, rank, now, full)
+            trace.append(entry)
+            if entry.outcome == FIRED:
+                return rules[i], tuple(trace)
+        return None, tuple(trace)
 
     def _recheck(self, text: str, present: Collection[int]) -> Collection[int]:
         """RE2's \\b is ASCII-only: re-check words that stand next to non-ASCII text."""
@@ -372,21 +402,6 @@ class Engine:
             if gone:
                 return [i for i in present if i not in gone]
         return present
-
-    def _candidates(self, kind: str, present: Collection[int], full: bool) -> Iterable[int]:
-        """Indices, in evaluation order, of the rules of this kind worth trying."""
-        if full:
-            return [r.index for r in self.ruleset.rules if r.on == kind]
-        always = self.ruleset.always.get(kind, ())
-        cand = self.ruleset.candidates.get(kind)
-        if not cand or not present:
-            return always
-        found = list(filter(None, map(cand.get, present)))  # C-level: no frame per event
-        if always:
-            found.append(always)
-        if len(found) == 1:  # one pattern's rules: already in order
-            return found[0]
-        return _Merged(found)
 
     def _try(
         self,
@@ -504,26 +519,6 @@ class Engine:
 
 
 _head = itemgetter(0)
-
-
-class _Merged:
-    """Candidate indices from several patterns, in order, merged only if needed.
-
-    Most events fire their first candidate, which is the smallest head of the
-    lists; the full sorted union is built only when that one does not fire.
-    """
-
-    __slots__ = ("lists",)
-
-    def __init__(self, lists: list[tuple[int, ...]]) -> None:
-        self.lists = lists
-
-    def __iter__(self) -> Iterator[int]:
-        first = min(map(_head, self.lists))
-        yield first
-        for i in sorted(set().union(*self.lists)):
-            if i > first:
-                yield i
 
 
 def _build_context(
