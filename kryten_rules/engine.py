@@ -36,7 +36,8 @@ from .ruleset import SCOPES, WINDOWS, Rule, RuleSet
 from .state import MemoryStore, StateStore
 from .units import format_duration, rank_name
 
-HISTORY_LINES = 20
+HISTORY_LINES = 20  # lines a template sees
+HISTORY_KEPT = 200  # lines kept, so a reply prepared late still sees its own 20
 MAX_TEXT = 4_000  # CyTube cuts chat at a few hundred characters; anything longer is junk
 MAX_KNOWN_USERS = 50_000
 
@@ -138,13 +139,36 @@ class _Plan(NamedTuple):
     spend_budgets: tuple[tuple[str, float, int], ...]  # (kind, longest window, entries kept)
 
 
+class History:
+    """Recent chat lines. A decision remembers only how many lines there were
+    (an int, free to take on every firing) and reads its lines back when its
+    context is built; the store keeps enough lines for that to be exact even
+    when many lines arrive before a reply is prepared."""
+
+    __slots__ = ("_lines", "count")
+
+    def __init__(self) -> None:
+        self._lines: deque[tuple[str, str]] = deque(maxlen=HISTORY_KEPT)
+        self.count = 0
+
+    def append(self, user: str, text: str) -> None:
+        self._lines.append((user, text))
+        self.count += 1
+
+    def before(self, count: int) -> list[tuple[str, str]]:
+        """The last ``HISTORY_LINES`` lines that came before line number ``count``."""
+        lines = list(self._lines)
+        end = len(lines) - (self.count - count)
+        return lines[max(0, end - HISTORY_LINES) : end] if end > 0 else []
+
+
 @dataclass(slots=True)
 class ChannelState:
     """What the engine remembers about the room: ranks, the media, recent lines."""
 
     ranks: dict[str, int] = field(default_factory=dict)
     media: Media | None = None
-    history: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_LINES))
+    history: History = field(default_factory=History)
 
 
 class Engine:
@@ -364,10 +388,10 @@ class Engine:
                 rank,
                 now,
                 room.media,
-                tuple(room.history),
+                room.history.count,
             )
         if kind == "chatmsg" and text:
-            room.history.append((user, text))
+            room.history.append(user, text)
         return Decision(event, fired, trace, None, make_context)
 
     def _walk(
@@ -530,7 +554,7 @@ def _build_context(
     rank: int,
     now: float,
     media: Media | None,
-    history: tuple[tuple[str, str], ...],
+    history_count: int,
 ) -> dict[str, Any]:
     """What the templates see (RULES.md "Template variables"), as it was at the decision."""
     ruleset = engine.ruleset
@@ -551,7 +575,7 @@ def _build_context(
             "type": media.type,
             "id": media.id,
         },
-        "history": [{"user": u, "text": t} for u, t in history],
+        "history": [{"user": u, "text": t} for u, t in engine.room.history.before(history_count)],
         "persona": {
             "name": persona.name if persona else ruleset.bot_name,
             "aliases": list(persona.aliases) if persona else [],

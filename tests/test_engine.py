@@ -1487,3 +1487,17 @@ def test_media_events_are_not_counted_against_a_user(tmp_path: Path) -> None:
     assert bot.media(0, "Short one", 30).fired == "intro"
     d = bot.media(30, "Next one", 600)
     assert (d.fired, d.blocked) == ("intro", None)
+
+
+def test_history_snapshot_is_the_lines_before_the_decision_even_when_read_late() -> None:
+    from kryten_rules.engine import HISTORY_LINES, History
+
+    h = History()
+    for i in range(30):
+        h.append("u", f"line {i}")
+    snapshot = h.count  # what a decision keeps
+    for i in range(30, 130):  # a hundred more lines before the reply is prepared
+        h.append("u", f"line {i}")
+    got = h.before(snapshot)
+    assert [t for _, t in got] == [f"line {i}" for i in range(30 - HISTORY_LINES, 30)]
+    assert History().before(0) == []
