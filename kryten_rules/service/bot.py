@@ -503,7 +503,8 @@ class Bot:
             error=error,
         )
         self.responses.write(record)
-        verb = "replied" if sent else ("would reply" if parts else "stayed silent")
+        would = parts or record["mode"] == "shadow"  # shadow rules never call the model
+        verb = "replied" if sent else ("would reply" if would else "stayed silent")
         log.info(
             "%s -> %s %s (%s%s)",
             record["user"],
