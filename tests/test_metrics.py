@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kryten_rules.llm import load_litellm
 from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from kryten_rules.service.pacing import Outgoing, Pacer
@@ -40,19 +39,7 @@ from tests.openai_server import OpenAIServer
 # ------------------------------------------------------------------ HTTP endpoint
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _litellm_loaded() -> None:
-    load_litellm()
-
-
-@pytest.fixture
-async def nats_server() -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats()
-    await asyncio.to_thread(server.start)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(server.close)
+pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
 
 @pytest.fixture

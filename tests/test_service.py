@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 
-from kryten_rules.llm import load_litellm
 from kryten_rules.output import js_length
 from kryten_rules.service.bot import (
     DISCOVERY_SUBJECT,
@@ -71,19 +70,7 @@ BotFactory = Callable[..., Awaitable[Bot]]
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _litellm_loaded() -> None:
-    load_litellm()  # the ~2 s import once, outside every test's waits
-
-
-@pytest.fixture
-async def nats_server() -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats()
-    await asyncio.to_thread(server.start)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(server.close)
+pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
 
 @pytest.fixture
