@@ -139,36 +139,24 @@ class _Plan(NamedTuple):
     spend_budgets: tuple[tuple[str, float, int], ...]  # (kind, longest window, entries kept)
 
 
-class History:
-    """Recent chat lines. A decision remembers only how many lines there were
-    (an int, free to take on every firing) and reads its lines back when its
-    context is built; the store keeps enough lines for that to be exact even
-    when many lines arrive before a reply is prepared."""
-
-    __slots__ = ("_lines", "count")
-
-    def __init__(self) -> None:
-        self._lines: deque[tuple[str, str]] = deque(maxlen=HISTORY_KEPT)
-        self.count = 0
-
-    def append(self, user: str, text: str) -> None:
-        self._lines.append((user, text))
-        self.count += 1
-
-    def before(self, count: int) -> list[tuple[str, str]]:
-        """The last ``HISTORY_LINES`` lines that came before line number ``count``."""
-        lines = list(self._lines)
-        end = len(lines) - (self.count - count)
-        return lines[max(0, end - HISTORY_LINES) : end] if end > 0 else []
-
-
 @dataclass(slots=True)
 class ChannelState:
     """What the engine remembers about the room: ranks, the media, recent lines."""
 
     ranks: dict[str, int] = field(default_factory=dict)
     media: Media | None = None
-    history: History = field(default_factory=History)
+    # Recent chat lines, and how many there ever were. A decision keeps only
+    # that count (free to take on every firing) and reads its lines back when
+    # its context is built; 200 lines are kept so that stays exact even when
+    # many lines arrive before a reply is prepared.
+    history: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
+    lines: int = 0
+
+    def history_before(self, count: int) -> list[tuple[str, str]]:
+        """The last ``HISTORY_LINES`` lines that came before line number ``count``."""
+        kept = list(self.history)
+        end = len(kept) - (self.lines - count)
+        return kept[max(0, end - HISTORY_LINES) : end] if end > 0 else []
 
 
 class Engine:
@@ -388,10 +376,11 @@ class Engine:
                 rank,
                 now,
                 room.media,
-                room.history.count,
+                room.lines,
             )
         if kind == "chatmsg" and text:
-            room.history.append(user, text)
+            room.history.append((user, text))
+            room.lines += 1
         return Decision(event, fired, trace, None, make_context)
 
     def _walk(
@@ -575,7 +564,7 @@ def _build_context(
             "type": media.type,
             "id": media.id,
         },
-        "history": [{"user": u, "text": t} for u, t in engine.room.history.before(history_count)],
+        "history": [{"user": u, "text": t} for u, t in engine.room.history_before(history_count)],
         "persona": {
             "name": persona.name if persona else ruleset.bot_name,
             "aliases": list(persona.aliases) if persona else [],

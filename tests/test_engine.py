@@ -1490,14 +1490,19 @@ def test_media_events_are_not_counted_against_a_user(tmp_path: Path) -> None:
 
 
 def test_history_snapshot_is_the_lines_before_the_decision_even_when_read_late() -> None:
-    from kryten_rules.engine import HISTORY_LINES, History
+    from kryten_rules.engine import HISTORY_LINES, ChannelState
 
-    h = History()
+    room = ChannelState()
+
+    def say(i: int) -> None:
+        room.history.append(("u", f"line {i}"))
+        room.lines += 1
+
     for i in range(30):
-        h.append("u", f"line {i}")
-    snapshot = h.count  # what a decision keeps
+        say(i)
+    snapshot = room.lines  # what a decision keeps
     for i in range(30, 130):  # a hundred more lines before the reply is prepared
-        h.append("u", f"line {i}")
-    got = h.before(snapshot)
+        say(i)
+    got = room.history_before(snapshot)
     assert [t for _, t in got] == [f"line {i}" for i in range(30 - HISTORY_LINES, 30)]
-    assert History().before(0) == []
+    assert ChannelState().history_before(0) == []
