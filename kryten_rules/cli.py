@@ -192,7 +192,9 @@ def _ruleset_or_exit(paths: list[str], config, bot: str | None = None):
         return load_ruleset(paths, config, bot_name=bot)
     except RuleSetError as exc:
         click.echo(format_text(exc.diagnostics, color=sys.stderr.isatty()), err=True)
-        sys.exit(EXIT_FAILED)
+        # Rules that are not there at all is a usage error; rules with mistakes is not.
+        errors = {d.code for d in exc.diagnostics if d.is_error}
+        sys.exit(EXIT_USAGE if errors <= {"missing-path", "no-rules"} else EXIT_FAILED)
 
 
 def _default_rules(config) -> list[str]:
