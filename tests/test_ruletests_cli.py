@@ -498,14 +498,16 @@ def test_replay_with_config_ignores_the_bot(tmp_path: Path) -> None:
     assert d["rules"]["help"]["fired"] == 1
 
 
-def test_explain_and_replay_without_rules_are_usage_errors(tmp_path: Path) -> None:
+def test_explain_and_replay_without_rules_are_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from kryten_rules.cli import main
 
     log = tmp_path / "empty.jsonl"
     log.write_text("")
+    monkeypatch.chdir(tmp_path)  # no rules/ here
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        assert runner.invoke(main, ["explain", "hi"]).exit_code == 2
-        assert runner.invoke(main, ["replay", str(log)]).exit_code == 2
+    assert runner.invoke(main, ["explain", "hi"]).exit_code == 2
+    assert runner.invoke(main, ["replay", str(log)]).exit_code == 2
