@@ -193,6 +193,7 @@ class Bot:
             self._watcher = FileWatcher(
                 self._watched_paths, self.watch_interval, lambda: self.reload("file change")
             )
+            await self._watcher.prime()
             self._spawn(self._watcher.run(), "watcher")
         self._spawn(self._heartbeat(), "heartbeat")
         if self.metrics_port is not None:

@@ -42,9 +42,16 @@ class FileWatcher:
         self.interval = interval
         self.settle = settle
         self.on_change = on_change
+        self._last: Snapshot | None = None
+
+    async def prime(self) -> None:
+        """Take the first snapshot now, so a change made right after start counts."""
+        self._last = await asyncio.to_thread(lambda: snapshot(self.paths()))
 
     async def run(self) -> None:
-        last = await asyncio.to_thread(lambda: snapshot(self.paths()))
+        if self._last is None:
+            await self.prime()
+        last = self._last
         while True:
             await asyncio.sleep(self.interval)
             try:
