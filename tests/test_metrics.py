@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kryten_rules.load import load_config
 from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from kryten_rules.service.pacing import Outgoing, Pacer
@@ -297,3 +298,30 @@ async def test_pacer_survives_a_failing_send() -> None:
     await pacer.stop()
     assert drops == ["send_failed"]
     assert [n for n, _ in sent] == ["next"]
+
+
+async def test_a_busy_metrics_port_does_not_stop_the_bot(
+    tmp_path: Path,
+    nats_server: EmbeddedNats,
+    openai: OpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import socket
+
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = load_config(
+            write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url)
+        )
+        bot = Bot(config, metrics_port=port, watch_interval=None)
+        await bot.start()
+        try:
+            assert bot.http is None
+            assert bot.health()["nats_connected"] is True
+            assert any("not started" in r.getMessage() for r in caplog.records)
+        finally:
+            await bot.stop(grace=0.1)

@@ -90,6 +90,7 @@ class Bot:
         heartbeat_interval: float = 15.0,
         watch_interval: float | None = 1.0,
         metrics_port: int | None = None,
+        serve_http: bool = True,
         pacing: tuple[int, float] = (4, 1.0),
         on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
@@ -99,7 +100,9 @@ class Bot:
         self.metrics = Metrics()
         self.heartbeat_interval = heartbeat_interval
         self.watch_interval = watch_interval
-        self.metrics_port = config.metrics_port if metrics_port is None else metrics_port
+        # None: the config's port; serve_http=False: no endpoint at all (the terminal chat)
+        port = config.metrics_port if metrics_port is None else metrics_port
+        self.metrics_port = port if serve_http else None
         self.on_decision = on_decision
         self._nats_url = nats_url
         self._completion = completion
@@ -197,9 +200,18 @@ class Bot:
             self._spawn(self._watcher.run(), "watcher")
         self._spawn(self._heartbeat(), "heartbeat")
         if self.metrics_port is not None:
-            self.http = HttpEndpoint(self.metrics, self.health, port=self.metrics_port)
-            await self.http.start()
-            log.info("health and metrics on http://127.0.0.1:%d/metrics", self.http.port)
+            http = HttpEndpoint(self.metrics, self.health, port=self.metrics_port)
+            try:
+                await http.start()
+            except OSError as exc:  # the bot is more important than its dashboard
+                log.error(
+                    "health and metrics endpoint not started: port %d: %s",
+                    self.metrics_port,
+                    exc.strerror or exc,
+                )
+            else:
+                self.http = http
+                log.info("health and metrics on http://127.0.0.1:%d/metrics", http.port)
         await self._publish_lifecycle("startup")
         log.info(
             "kryten-rules %s: %d rules, channel %s, bot %s%s",

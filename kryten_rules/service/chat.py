@@ -179,7 +179,7 @@ async def run_chat(
         config,
         on_decision=lambda d: client_box[0].on_decision(d) if client_box else None,
         watch_interval=1.0,
-        metrics_port=None,
+        serve_http=False,
     )
     await bot.start()
     client = ChatClient(bot, user=user, rank=rank)
