@@ -133,7 +133,7 @@ class _Plan(NamedTuple):
     conditions: bool  # has `when` conditions to check
     single_group: bool  # found through a pattern means matched (Matcher.single_group)
     fired: TraceEntry  # the (immutable) trace entry of a firing, made once
-    cooldowns: tuple[tuple[str, str], ...]  # (scope, key kind) to check
+    cooldowns: tuple[str, ...]  # cooldown scopes to check
     budgets: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...]  # (scope, kind, windows)
     spend_cooldowns: tuple[tuple[str, float], ...]  # (scope, base seconds) to start
     spend_budgets: tuple[tuple[str, float, int], ...]  # (kind, longest window, entries kept)
@@ -222,9 +222,7 @@ class Engine:
             "user_rule": rule.cooldowns.get("user_rule", 0.0),
         }
         checks = tuple(
-            (scope, scope)
-            for scope in SCOPES
-            if (shared[scope] if scope in shared else own[scope]) > 0
+            scope for scope in SCOPES if (shared[scope] if scope in shared else own[scope]) > 0
         )
         budgets = tuple(
             (scope, kind, tuple(windows.items()))
@@ -366,9 +364,13 @@ class Engine:
             plan = plans[fired.index]
             if plan.spend_cooldowns or plan.spend_budgets:
                 self._spend(fired, key, now)
-            # captured now, built on first read (the room moves on)
+            # captured now, built on first read (the room moves on, and a reload may
+            # swap the rule set, whose pattern indices `present` refers to)
             make_context = (
-                self,
+                ruleset,
+                self._mention_index,
+                self.channel_name,
+                room,
                 fired,
                 event,
                 text,
@@ -492,8 +494,8 @@ class Engine:
     def _cooldown(
         self, plan: _Plan, rule_id: str, user: str, now: float, mult: float
     ) -> tuple[str, float] | None:
-        for scope, kind in plan.cooldowns:
-            key = self._key(kind, rule_id, user)
+        for scope in plan.cooldowns:
+            key = self._key(scope, rule_id, user)
             running = self.state.cooldown(key) if key else None
             if running is not None:
                 left = running[0] + running[1] * mult - now
@@ -528,14 +530,15 @@ class Engine:
             if key is not None:
                 self.state.record(key, now, now + span + 1, keep)
 
-    # --- template context ---------------------------------------------------------
-
 
 _head = itemgetter(0)
 
 
 def _build_context(
-    engine: Engine,
+    ruleset: RuleSet,
+    mention_index: int | None,
+    channel: str,
+    room: ChannelState,
     rule: Rule,
     event: ChatEvent,
     text: str,
@@ -546,10 +549,9 @@ def _build_context(
     history_count: int,
 ) -> dict[str, Any]:
     """What the templates see (RULES.md "Template variables"), as it was at the decision."""
-    ruleset = engine.ruleset
     matched, groups = _matched_text(ruleset, rule, text, present)
     persona = ruleset.persona
-    mention = ruleset.regex(engine._mention_index) if engine._mention_index is not None else None
+    mention = ruleset.regex(mention_index) if mention_index is not None else None
     return {
         "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
         "message": strip_mention(text, mention),
@@ -564,12 +566,12 @@ def _build_context(
             "type": media.type,
             "id": media.id,
         },
-        "history": [{"user": u, "text": t} for u, t in engine.room.history_before(history_count)],
+        "history": [{"user": u, "text": t} for u, t in room.history_before(history_count)],
         "persona": {
             "name": persona.name if persona else ruleset.bot_name,
             "aliases": list(persona.aliases) if persona else [],
         },
-        "channel": engine.channel_name,
+        "channel": channel,
         "rule": {"id": rule.id, "description": rule.description},
         "now": datetime.fromtimestamp(now, UTC),
     }

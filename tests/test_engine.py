@@ -1506,3 +1506,20 @@ def test_history_snapshot_is_the_lines_before_the_decision_even_when_read_late()
     got = room.history_before(snapshot)
     assert [t for _, t in got] == [f"line {i}" for i in range(30 - HISTORY_LINES, 30)]
     assert ChannelState().history_before(0) == []
+
+
+def test_context_read_after_a_reload_still_describes_its_own_rule_set(tmp_path: Path) -> None:
+    """A reply is rendered after the decision; a reload in between must not change
+    what `match` or `message` say (pattern indices belong to the old rule set)."""
+    rule_k = '  - {id: k, match: {any: [karate]}, reply: "{{ match }}"}\n'
+    old = load(tmp_path / "old", "rules:\n" + rule_k)
+    new = load(
+        tmp_path / "new",
+        'rules:\n  - {id: z, match: {any: [zebra, yak, gnu]}, reply: "x"}\n' + rule_k,
+    )
+    bot = Bot(old)
+    d = bot.say(0, "alice", "kryten, karate time")
+    bot.engine.swap(new)
+    assert d.context is not None
+    assert d.context["match"] == "karate"
+    assert d.context["message"] == "karate time"
