@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from kryten_rules.service.embedded import EmbeddedNats
+from tests.nats_fixtures import RobotClient
 
 settings.register_profile("default", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -41,3 +42,13 @@ async def nats_server() -> AsyncIterator[EmbeddedNats]:
         yield server
     finally:
         await asyncio.to_thread(server.close)
+
+
+@pytest.fixture
+async def client(nats_server: EmbeddedNats) -> AsyncIterator[RobotClient]:
+    """A stand-in for Kryten-Robot on that server (tests/nats_fixtures.py)."""
+    c = await RobotClient().connect(nats_server.url)
+    try:
+        yield c
+    finally:
+        await c.close()

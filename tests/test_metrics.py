@@ -70,15 +70,6 @@ async def bot(
         await b.stop(grace=1.0)
 
 
-@pytest.fixture
-async def client(nats_server: EmbeddedNats) -> AsyncIterator[RobotClient]:
-    c = await RobotClient().connect(nats_server.url)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
 def _get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
     req = urllib.request.Request(url, method=method)
     try:

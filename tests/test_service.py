@@ -94,15 +94,6 @@ def config_path(
 
 
 @pytest.fixture
-async def client(nats_server: EmbeddedNats) -> AsyncIterator[RobotClient]:
-    c = await RobotClient().connect(nats_server.url)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-@pytest.fixture
 async def start_bot(config_path: Path) -> AsyncIterator[BotFactory]:
     bots: list[Bot] = []
 
