@@ -109,7 +109,7 @@ def check_paths(
             # Semantic checks run even where the schema failed (they take any
             # shape), so one run reports everything; compile only runs when clean.
             out.rule_files.append(RuleFile(path, doc.root, home))
-            out.raw[str(path)] = path.read_bytes()
+            out.raw[str(path)] = doc.data
         elif kind == "config":
             out.diagnostics.extend(check_config(doc.root))
             out.configs.append((path, doc.root))

@@ -116,6 +116,7 @@ class Document:
     path: Path
     root: Node | None
     diagnostics: list[Diagnostic]
+    data: bytes = b""  # the bytes parsed: a reload's digest must be of what was checked
 
 
 def _span(file: str, mark: Any) -> Span:
@@ -310,4 +311,4 @@ def load_file(path: Path) -> Document:
     if text is None:
         return Document(path, None, [diag] if diag else [])
     root, diags = load_text(text, file)
-    return Document(path, root, diags)
+    return Document(path, root, diags, data)
