@@ -618,3 +618,17 @@ def test_many_rules_are_checked_in_bounded_time(tmp_path: Path) -> None:
     # Ungated rules are the worst case of the shadowing check (every pair is a candidate).
     res = _run_check_with_timeout(f, 5)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("name", ["x" * 5000, "a/" + "b" * 300 + "/c.yaml"])
+def test_test_file_path_the_os_cannot_look_up_is_missing(tmp_path: Path, name: str) -> None:
+    """A rule-test file naming an impossibly long path gets a diagnostic, not an OSError."""
+    f = tmp_path / "long.test.yaml"
+    f.write_text(
+        f"kryten_rules_test: 1\nrules: {name}\nconfig: {name}\ncases: []\n", encoding="utf-8"
+    )
+    diags = check_paths([f]).diagnostics
+    assert [(d.code, d.span.line) for d in diags if d.code == "missing-path"] == [
+        ("missing-path", 2),
+        ("missing-path", 3),
+    ]
