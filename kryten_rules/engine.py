@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 from .clock import Clock, SystemClock
@@ -93,8 +92,8 @@ class Decision:
 
     @property
     def context(self) -> dict[str, Any] | None:
-        if self._context is None and self._make_context is not None:
-            self._context = _build_context(*self._make_context)
+        if self._context is None and self._make_context is not None and self.rule is not None:
+            self._context = _build_context(self.rule, self.event, *self._make_context)
             self._make_context = None
         return self._context
 
@@ -180,8 +179,8 @@ class Engine:
         self.clock = clock or SystemClock()
         self.rng = random.Random(seed)
         self.state: StateStore = state or MemoryStore(self.clock.now)
-        self.channel_name = channel
         self.room = ChannelState()
+        self._channel = channel
         self.ignore_users = frozenset(u.lower() for u in ignore_users)
         self._bot_name = bot_name
         self._install(ruleset)
@@ -207,10 +206,31 @@ class Engine:
                 + [ruleset.user_budget.cooldown]
             ),
         }
-        self._plans = [self._plan(r) for r in ruleset.rules]
+        self._plans = plans = [self._plan(r) for r in ruleset.rules]
         self._word_kinds = frozenset(
             i for i, p in enumerate(ruleset.patterns) if p.kind in ("word", "mention")
         )
+        # The hot path's tables. Per event kind, for each pattern the first rule
+        # (in evaluation order) it makes a candidate, and the first rule that
+        # needs no pattern; `_none` (past the last rule) means "none". Per rule,
+        # the decision of a rule that nothing can stop once it is a candidate.
+        none = len(ruleset.rules)
+        self._none = none
+        self._match = ruleset.match_bytes
+        self._by_kind: dict[str, tuple[Any, int]] = {}
+        for kind in {r.on for r in ruleset.rules}:
+            heads = [none] * len(ruleset.patterns)
+            for pattern, rule_indices in ruleset.candidates.get(kind, {}).items():
+                if pattern >= 0:  # -1: the mention of a bot with no name, never present
+                    heads[pattern] = rule_indices[0]
+            always = ruleset.always.get(kind, ())
+            self._by_kind[kind] = (heads.__getitem__, always[0] if always else none)
+        self._sure: list[tuple[Rule, tuple[TraceEntry, ...]] | None] = [
+            (rule, (plan.fired,)) if plan.trivial else None
+            for rule, plan in zip(ruleset.rules, plans, strict=True)
+        ]
+        # what a decision's context is built from besides the event (see Decision.context)
+        self._decided_with = (ruleset, mention, self.room, self._channel)
 
     def _plan(self, rule: Rule) -> _Plan:
         rs = self.ruleset
@@ -269,6 +289,15 @@ class Engine:
             spend_budgets,
         )
 
+    @property
+    def channel_name(self) -> str:
+        return self._channel
+
+    @channel_name.setter
+    def channel_name(self, name: str) -> None:
+        self._channel = name
+        self._decided_with = (self.ruleset, self._mention_index, self.room, name)
+
     def swap(self, ruleset: RuleSet) -> None:
         """Install a new rule set; state of rules that are gone is dropped."""
         gone = {r.id for r in self.ruleset.rules} - {r.id for r in ruleset.rules}
@@ -320,8 +349,11 @@ class Engine:
         key = user.lower()
         kind = event.kind
         room = self.room
-        if event.rank is not None and user and room.ranks.get(key) != event.rank:
-            self.set_rank(user, event.rank)
+        rank = event.rank
+        if rank is None:
+            rank = room.ranks.get(key, 0)
+        elif user and room.ranks.get(key) != rank:
+            self.set_rank(user, rank)
         if kind == "changemedia" and event.media is not None:
             room.media = event.media
         if user and key == self._bot:
@@ -333,57 +365,50 @@ class Engine:
             text = event.media.title if event.media else ""
         else:
             text = normalise(event.text[:MAX_TEXT]) if event.text else ""
-        ruleset = self.ruleset
-        present = ruleset.scan(text)
-        if present and not text.isascii():
-            present = self._recheck(text, present)
-        rank = room.ranks.get(key, 0)
-        plans = self._plans
+        match = self._match
+        present = _NONE_PRESENT
+        if text and match is not None:
+            present = match(text.encode("utf-8")) or _NONE_PRESENT
+            if present and not text.isascii():
+                present = self._recheck(text, present)
         fired: Rule | None = None
         trace: tuple[TraceEntry, ...] = ()
+        tables = self._by_kind.get(kind)
         if full_trace:
             fired, trace = self._walk(
-                [r.index for r in ruleset.rules if r.on == kind], key, present, rank, now, True
+                [r.index for r in self.ruleset.rules if r.on == kind], key, present, rank, now, True
             )
-        else:
-            cand = ruleset.candidates.get(kind)
-            lists = list(filter(None, map(cand.get, present))) if cand and present else []
-            always = ruleset.always.get(kind)
-            if always:
-                lists.append(always)
-            if lists:
-                first = lists[0][0] if len(lists) == 1 else min(map(_head, lists))
-                plan = plans[first]
-                if plan.trivial:
-                    fired, trace = ruleset.rules[first], (plan.fired,)
+        elif tables is not None:
+            # The first candidate in evaluation order, without building the order:
+            # most events end here, with that rule firing or no candidate at all.
+            head_of, first = tables
+            if present:
+                first = min(first, *map(head_of, present))
+            if first < self._none:
+                sure = self._sure[first]
+                if sure is not None:
+                    fired, trace = sure  # nothing to check, nothing to spend
                 else:
-                    order = lists[0] if len(lists) == 1 else sorted(set().union(*lists))
+                    order = self._order(kind, present)
                     fired, trace = self._walk(order, key, present, rank, now, False)
         make_context = None
         if fired is not None:
-            plan = plans[fired.index]
-            if plan.spend_cooldowns or plan.spend_budgets:
+            if self._sure[fired.index] is None:  # a sure rule has nothing to spend
                 self._spend(fired, key, now)
             # captured now, built on first read (the room moves on, and a reload may
             # swap the rule set, whose pattern indices `present` refers to)
-            make_context = (
-                ruleset,
-                self._mention_index,
-                self.channel_name,
-                room,
-                fired,
-                event,
-                text,
-                present,
-                rank,
-                now,
-                room.media,
-                room.lines,
-            )
+            make_context = (self._decided_with, text, present, rank, now, room.media, room.lines)
         if kind == "chatmsg" and text:
             room.history.append((user, text))
             room.lines += 1
         return Decision(event, fired, trace, None, make_context)
+
+    def _order(self, kind: str, present: Collection[int]) -> list[int]:
+        """Every candidate rule of this event, in evaluation order."""
+        cand = self.ruleset.candidates.get(kind, {})
+        order = {i for p in present for i in cand.get(p, ())}
+        order.update(self.ruleset.always.get(kind, ()))
+        return sorted(order)
 
     def _walk(
         self,
@@ -531,16 +556,13 @@ class Engine:
                 self.state.record(key, now, now + span + 1, keep)
 
 
-_head = itemgetter(0)
+_NONE_PRESENT: tuple[int, ...] = ()
 
 
 def _build_context(
-    ruleset: RuleSet,
-    mention_index: int | None,
-    channel: str,
-    room: ChannelState,
     rule: Rule,
     event: ChatEvent,
+    decided_with: tuple[RuleSet, int | None, ChannelState, str],
     text: str,
     present: Collection[int],
     rank: int,
@@ -549,6 +571,7 @@ def _build_context(
     history_count: int,
 ) -> dict[str, Any]:
     """What the templates see (RULES.md "Template variables"), as it was at the decision."""
+    ruleset, mention_index, room, channel = decided_with
     matched, groups = _matched_text(ruleset, rule, text, present)
     persona = ruleset.persona
     mention = ruleset.regex(mention_index) if mention_index is not None else None

@@ -39,6 +39,11 @@ def normalise(text: str) -> str:
         text = _TAG.sub(" ", text)
     if "&" in text:
         text = html.unescape(text)
+    # Every character str.split() breaks on but the ASCII space is unprintable, so
+    # a printable text with single inner spaces and none at the ends is already
+    # what the split and join would give (and most chat lines are that).
+    if text.isprintable() and "  " not in text and text.strip(" ") == text:
+        return text
     return " ".join(text.split())
 
 

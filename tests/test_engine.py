@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from kryten_rules import ChatEvent, Media, VirtualClock, load_ruleset
 from kryten_rules.engine import Decision, Engine, TraceEntry
+from kryten_rules.patterns import normalise
 from kryten_rules.prompts import render
 from kryten_rules.ruleset import RuleSet
 
@@ -980,6 +981,32 @@ def test_no_bot_name_and_no_persona_means_no_mention(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- text normalisation
 
+_SPACES = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(max_size=60),
+        st.lists(st.sampled_from([" ", "  ", "a", "é", "<b>", "&amp;", "&nbsp;", *_SPACES])).map(
+            "".join
+        ),
+    )
+)
+def test_property_normalise_shortcut_is_the_split_and_join(text: str) -> None:
+    """normalise returns a printable, single-spaced text as it is; that must equal the
+    whitespace collapse it skips, for every kind of space and control character."""
+    import html
+    import re
+
+    expected = text
+    if "<" in expected:
+        expected = re.sub(r"<[^>]{0,2000}>", " ", expected)
+    if "&" in expected:
+        expected = html.unescape(expected)
+    assert normalise(text) == " ".join(expected.split())
+
+
 WORD_RULES = """
 rules:
   - id: words
@@ -1469,6 +1496,56 @@ def test_property_no_text_crashes_the_engine_or_the_prompt(
             rendered = render(d, _FUZZ_RULES)
             assert rendered.error is None, rendered.error
             assert (rendered.prompt_text is None) != (rendered.reply is None)
+
+
+_MIXED_RULES = load_ruleset([FIXTURES / "mixed.yaml"], bot_name=BOT)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=_EVENTS, seed=st.integers(min_value=0, max_value=2**32))
+def test_property_first_candidate_shortcut_agrees_with_full_trace(
+    events: list[tuple[float, str, int | None, str, str]], seed: int
+) -> None:
+    """The hot path (first candidate fires outright, else walk the candidates) decides
+    exactly as trying every rule does, with the same state spent and the same context."""
+    engines = [Engine(_MIXED_RULES, clock=VirtualClock(), seed=seed) for _ in range(2)]
+    t = 0.0
+    for dt, user, rank, text, kind in events:
+        t += dt
+        media = Media(text or "untitled", dt * 60) if kind == "changemedia" else None
+        ev = ChatEvent(kind, user, text, rank, t, media)
+        fast, full = (e.evaluate(ev, full_trace=i == 1) for i, e in enumerate(engines))
+        assert (fast.fired, fast.blocked, fast.ignored) == (full.fired, full.blocked, full.ignored)
+        assert fast.context == full.context
+        assert [e for e in fast.trace if e.reason != "no_match"] == [
+            e for e in full.trace if e.reason not in ("no_match", "disabled")
+        ]
+    assert len(engines[0].state) == len(engines[1].state)
+
+
+def test_engine_fast_path_covers_rules_with_nothing_to_check() -> None:
+    """The mixed rule set does exercise both paths: plain rules fire with no gate run."""
+    engine = Engine(_MIXED_RULES, clock=VirtualClock(), seed=1)
+    sure = {r.id for r, s in zip(_MIXED_RULES.rules, engine._sure, strict=True) if s is not None}
+    assert sure == {"plain-a", "mention", "plain-b", "anything", "pm-hello", "join"}
+    d = engine.evaluate(ChatEvent("chatmsg", "alice", "hello karate", 1, 1.0))
+    assert d.fired == "cooled" and d.context is not None and d.context["match"] == "karate"
+    d = engine.evaluate(ChatEvent("chatmsg", "alice", "karate again", 1, 2.0))
+    assert d.fired == "plain-a" and [(e.rule, e.reason) for e in d.trace] == [
+        ("cooled", "cooldown.rule"),
+        ("plain-a", None),
+    ]
+
+
+def test_channel_named_after_construction_reaches_the_context() -> None:
+    """replay learns the channel from the first envelope, after the engine exists."""
+    engine = Engine(_MIXED_RULES, clock=VirtualClock(), seed=1)
+    engine.channel_name = "kungfu"
+    d = engine.evaluate(ChatEvent("chatmsg", "alice", "hello", 1, 1.0))
+    assert d.context is not None and d.context["channel"] == "kungfu"
+    engine.swap(_MIXED_RULES)  # a reload keeps it
+    d = engine.evaluate(ChatEvent("chatmsg", "alice", "hello", 1, 2.0))
+    assert d.context is not None and d.context["channel"] == "kungfu"
 
 
 def test_media_events_are_not_counted_against_a_user(tmp_path: Path) -> None:
