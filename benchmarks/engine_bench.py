@@ -187,6 +187,45 @@ def run_ours(ruleset: Any, lines: list[str]) -> tuple[float, int]:
     return len(lines) / elapsed, fired
 
 
+def scan_split(ruleset: Any, lines: list[str], repeat: int = 3) -> tuple[float, float]:
+    """(us per line as run, us per line with the RE2 set scan answered from a table).
+
+    The same engine and events; only ``Engine._match`` (the RE2 set's match)
+    is swapped for a dict lookup of answers computed beforehand, so the
+    difference is what the scan costs inside the engine loop, where the
+    interpreter's own work competes with the DFA for the CPU caches.
+    """
+    from kryten_rules import ChatEvent, VirtualClock
+    from kryten_rules.engine import Engine
+    from kryten_rules.patterns import normalise
+
+    match = ruleset.match_bytes
+    answers = {}
+    for line in lines:
+        key = normalise(line).encode("utf-8")
+        answers[key] = match(key) if match else None
+    events = [
+        ChatEvent(kind="chatmsg", user=f"user{i % USERS}", text=line, at=i * STEP, rank=1)
+        for i, line in enumerate(lines)
+    ]
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(repeat):
+        for tabled in (False, True):
+            clock = VirtualClock()
+            engine = Engine(ruleset, clock=clock, seed=1)
+            if tabled and match:
+                engine._match = answers.__getitem__
+            evaluate = engine.evaluate
+            t0 = time.perf_counter()
+            fired = 0
+            for ev in events:
+                clock.set(ev.at)
+                if evaluate(ev).fired is not None:  # as run_ours does
+                    fired += 1
+            best[tabled] = min(best[tabled], time.perf_counter() - t0)
+    return best[False] / len(lines) * 1e6, best[True] / len(lines) * 1e6
+
+
 def cost_split(ruleset: Any, lines: list[str]) -> tuple[float, float, float]:
     """(share of lines that fire, median us of a line that fires, of one that does not)."""
     from statistics import median
@@ -377,6 +416,23 @@ def main() -> int:
         for n, ruleset in rulesets.items():
             share, fire_us, quiet_us = cost_split(ruleset, lines)
             print(f"{n:>6} | {share:11.0%} | {fire_us:9.1f}us | {quiet_us:8.1f}us")
+        print("\nthe RE2 set scan inside the engine loop (us per line, best of 3):")
+        head = ("rules", "patterns", "as run", "scan from a table", "scan")
+        print("{:>6} | {:>8} | {:>7} | {:>17} | {:>5}".format(*head))
+        split = {}
+        for n, ruleset in rulesets.items():
+            run_us, tabled_us = scan_split(ruleset, lines)
+            split[n] = (run_us, tabled_us)
+            print(
+                f"{n:>6} | {len(ruleset.patterns):>8} | {run_us:7.2f} | {tabled_us:17.2f} | "
+                f"{run_us - tabled_us:5.2f}"
+            )
+        if min(split) != max(split):
+            small, large = min(split), max(split)
+            print(
+                f"without the scan, ours at {large} rules = "
+                f"{split[small][1] / split[large][1]:.2f}x ours at {small} rules"
+            )
         if args.profile or not ok:
             n = max(rulesets)
             print(f"\ncProfile of ours at {n} rules (cumulative in kryten_rules, then tottime):")

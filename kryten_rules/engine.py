@@ -383,7 +383,9 @@ class Engine:
             # most events end here, with that rule firing or no candidate at all.
             head_of, first = tables
             if present:
-                first = min(first, *map(head_of, present))
+                head = min(map(head_of, present))
+                if head < first:
+                    first = head
             if first < self._none:
                 sure = self._sure[first]
                 if sure is not None:
