@@ -16,11 +16,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 import click
 
 from . import __version__
 from .diagnostics import RuleSetError, format_github, format_json, format_text
+
+if TYPE_CHECKING:  # the CLI imports these lazily, inside the commands
+    from .config import ServiceConfig
+    from .ruleset import RuleSet
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -35,7 +40,11 @@ def main() -> None:
     """Declarative rules for LLM chat bots in CyTube channels (Kryten ecosystem)."""
 
 
-def _config_or_exit(path: str | None):
+@overload
+def _config_or_exit(path: str) -> ServiceConfig: ...
+@overload
+def _config_or_exit(path: str | None) -> ServiceConfig | None: ...
+def _config_or_exit(path: str | None) -> ServiceConfig | None:
     if path is None:
         return None
     from .load import load_config
@@ -185,7 +194,9 @@ def chat(config_path: str, user: str, rank: str, demo: bool, log_level: str) -> 
         pass
 
 
-def _ruleset_or_exit(paths: list[str], config, bot: str | None = None):
+def _ruleset_or_exit(
+    paths: list[str], config: ServiceConfig | None, bot: str | None = None
+) -> RuleSet:
     from .load import load_ruleset
 
     try:
@@ -197,7 +208,7 @@ def _ruleset_or_exit(paths: list[str], config, bot: str | None = None):
         sys.exit(EXIT_USAGE if errors <= {"missing-path", "no-rules"} else EXIT_FAILED)
 
 
-def _default_rules(config) -> list[str]:
+def _default_rules(config: ServiceConfig | None) -> list[str]:
     if config is not None and config.rules:
         return [str(p) for p in config.rules]
     return ["rules"]

@@ -366,7 +366,7 @@ class Engine:
         else:
             text = normalise(event.text[:MAX_TEXT]) if event.text else ""
         match = self._match
-        present = _NONE_PRESENT
+        present: Collection[int] = _NONE_PRESENT
         if text and match is not None:
             present = match(text.encode("utf-8")) or _NONE_PRESENT
             if present and not text.isascii():

@@ -164,7 +164,10 @@ class RuleSet:
         if self._set is None:
             return None
         inner = getattr(self._set, "_set", None)
-        return inner.Match if inner is not None else self._set.Match
+        match: Callable[[bytes], list[int] | None] = (
+            inner.Match if inner is not None else self._set.Match
+        )
+        return match
 
     def scan(self, text: str) -> list[int]:
         """Indices of every pattern present in ``text`` (one RE2 set pass), each once.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -41,7 +41,8 @@ def schema(kind: str) -> dict[str, Any]:
         .joinpath("schemas", f"{kind}.schema.json")
         .read_text(encoding="utf-8")
     )
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def _inline(node: Any, defs: dict[str, Any], origin: dict[int, str]) -> Any:
@@ -95,7 +96,7 @@ def did_you_mean(word: str, choices: list[str]) -> str | None:
 
 
 def _what(path: tuple[str | int, ...]) -> str:
-    parts = []
+    parts: list[str] = []
     for p in path:
         parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else p))
     return "".join(parts) or "the document"
@@ -116,7 +117,8 @@ def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnost
     v = err.validator
 
     if v == "additionalProperties":
-        known = sorted(err.schema.get("properties", {}))
+        schema = err.schema if isinstance(err.schema, Mapping) else {}
+        known = sorted(schema.get("properties", {}))
         for extra in sorted(set(node.value) - set(known)) if node.is_map else []:
             hint = did_you_mean(extra, known)
             yield error(
@@ -170,13 +172,13 @@ def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnost
         )
         return
     if v == "enum":
-        choices = [str(c) for c in err.validator_value]
+        choices = [str(c) for c in err.validator_value]  # type: ignore[union-attr]
         hint = did_you_mean(str(err.instance), choices) or f"one of: {', '.join(choices)}"
         yield error("bad-value", f"{where}: {err.instance!r} is not allowed", node.span, hint)
         return
     if v == "type":
-        want = err.validator_value
-        want = " or ".join(want) if isinstance(want, list) else want
+        value = err.validator_value
+        want = " or ".join(value) if isinstance(value, list) else str(value)
         yield error(
             "wrong-type",
             f"{where} must be {_article(want)}, not {_json_type(err.instance)}",

@@ -172,7 +172,7 @@ def environment() -> _Env:
     env.filters["indent"] = _bounded("indent", 1, 4)
     # wordwrap(environment, s, width=79, ...): pass_environment shifts the arguments
     wordwrap = _bounded("wordwrap", 2, 79)
-    wordwrap.jinja_pass_arg = env.filters["wordwrap"].jinja_pass_arg  # type: ignore[attr-defined]
+    wordwrap.jinja_pass_arg = env.filters["wordwrap"].jinja_pass_arg
     env.filters["wordwrap"] = wordwrap
     return env
 
@@ -194,7 +194,8 @@ def _const_number(node: nodes.Node) -> float | None:
         if isinstance(node, nodes.Pow):
             if abs(right) > MAX_POWER or abs(left) > 1e6:
                 return math.inf
-            return float(left) ** right
+            power: float = float(left) ** right  # int ** negative is a float too
+            return power
         if isinstance(node, nodes.Mul):
             return float(left) * right
         return float(left) + right if isinstance(node, nodes.Add) else float(left) - right
@@ -389,7 +390,7 @@ class CompiledTemplate:
         try:
             if self._template is None:
                 self._template = environment().from_string(self.source)
-            out = self._template.render(context)
+            out: str = self._template.render(context)
         except SecurityError as exc:
             raise TemplateProblem("template-unsafe", f"blocked by the sandbox: {exc}") from exc
         except TemplateError as exc:

@@ -311,7 +311,8 @@ def _name(obj: dict[str, Any], key: str, where: str) -> str:
     value = obj.get(key)
     if not _valid_name(value):
         raise MalformedEvent(f"{'missing' if key not in obj else 'bad'} {where}.{key}")
-    return value  # type: ignore[no-any-return]
+    assert isinstance(value, str)  # _valid_name checked it
+    return value
 
 
 def _as_rank(value: Any) -> int | None:
@@ -360,7 +361,7 @@ def _user_pairs(entries: list[Any]) -> tuple[tuple[str, int], ...]:
         if not isinstance(entry, dict):
             continue
         name, rank = entry.get("name"), _as_rank(entry.get("rank"))
-        if _valid_name(name) and rank is not None:
+        if isinstance(name, str) and _valid_name(name) and rank is not None:
             pairs.append((name, rank))
     return tuple(pairs)
 

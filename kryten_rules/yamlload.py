@@ -174,6 +174,7 @@ class _Converter:
                 finally:
                     self._open.discard(id(ynode))
             block = getattr(ynode, "style", None) in ("|", ">")
+            assert isinstance(ynode, yaml.ScalarNode)
             return Node(
                 self._scalar(ynode, span), span, block=block, end_line=ynode.end_mark.line + 1
             )

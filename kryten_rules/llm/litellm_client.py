@@ -91,7 +91,7 @@ def load_litellm() -> ModuleType:
             import litellm
 
             litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" prints
-            litellm.set_verbose = False
+            litellm.set_verbose = False  # type: ignore[attr-defined]
             litellm.telemetry = False  # older releases; the SDK sends none in 1.110
             _quiet_litellm_loggers()  # its import configures them again
             _litellm = litellm

@@ -38,7 +38,7 @@ def response_record(
     ev = decision.event
     rule = decision.rule
     assert rule is not None
-    attempts = [
+    attempts: list[dict[str, Any]] = [
         {
             "model": a.model,
             "outcome": a.outcome,
