@@ -26,7 +26,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from kryten_rules.events import ChatEvent, Media
 
@@ -138,12 +138,17 @@ class Decoded:
     ``ChatEvent.at``; the service may restamp it with its own clock.
     ``shadow`` is ``payload.meta.shadow``: the sender is shadow-muted, only
     moderators (and the bot) see the message, and it must be ignored.
+    ``add_class`` is ``payload.meta.addClass`` (``""`` when absent or not a
+    string): CyTube's CSS class for the line, ``"server-whisper"`` on its own
+    moderator-only notices. What to ignore is decided in
+    :mod:`kryten_rules.intake`, not here: decoding only reports.
     """
 
     event_name: str
     event: WireEvent
     at: float | None = None
     shadow: bool = False
+    add_class: str = ""
     channel: str = ""
     domain: str = ""
     correlation_id: str = ""
@@ -366,7 +371,18 @@ def _user_pairs(entries: list[Any]) -> tuple[tuple[str, int], ...]:
     return tuple(pairs)
 
 
-def _decode_chat(kind: str, payload: dict[str, Any]) -> tuple[ChatEvent, float | None, bool]:
+class _Facts(NamedTuple):
+    """What a payload says beyond its event: CyTube's time and the line's flags."""
+
+    at: float | None = None
+    shadow: bool = False
+    add_class: str = ""
+
+
+_NO_FACTS = _Facts()
+
+
+def _decode_chat(kind: str, payload: dict[str, Any]) -> tuple[ChatEvent, _Facts]:
     user = _name(payload, "username", "payload")
     text = _text(payload, "msg", "payload")
     meta = payload.get("meta", {})
@@ -374,11 +390,13 @@ def _decode_chat(kind: str, payload: dict[str, Any]) -> tuple[ChatEvent, float |
         meta = {}
     meta = _object(meta, "payload.meta")
     shadow = bool(meta.get("shadow", False))
+    add_class = meta.get("addClass")
+    add_class = _clean_text(add_class)[:_NAME_MAX] if isinstance(add_class, str) else ""
     time_ms = _number(payload, "time", "payload")
     at = time_ms / 1000.0 if time_ms is not None else None
     to = _name(payload, "to", "payload") if kind == "pm" else None
     event = ChatEvent(kind=kind, user=user, text=text, at=at or 0.0, to=to)
-    return event, at, shadow
+    return event, _Facts(at, shadow, add_class)
 
 
 def _decode_media(payload: dict[str, Any]) -> ChatEvent:
@@ -394,7 +412,7 @@ def _decode_media(payload: dict[str, Any]) -> ChatEvent:
     return ChatEvent(kind="changemedia", media=media)
 
 
-def _decode_payload(name: str, payload: Any) -> tuple[WireEvent, float | None, bool] | None:
+def _decode_payload(name: str, payload: Any) -> tuple[WireEvent, _Facts] | None:
     """Dispatch on the lowercased event name, as kryten-py does."""
     key = name.lower()
     if key in ("chatmsg", "pm"):
@@ -403,14 +421,14 @@ def _decode_payload(name: str, payload: Any) -> tuple[WireEvent, float | None, b
         p = _object(payload, "payload")
         user = _name(p, "name", "payload")
         if key == "userleave":
-            return UserUpdate(user, None, left=True), None, False
-        return UserUpdate(user, _rank(p, "rank", "payload"), joined=key == "adduser"), None, False
+            return UserUpdate(user, None, left=True), _NO_FACTS
+        return UserUpdate(user, _rank(p, "rank", "payload"), joined=key == "adduser"), _NO_FACTS
     if key == "userlist":
         if not isinstance(payload, list):
             raise MalformedEvent("bad payload")
-        return UserList(_user_pairs(payload)), None, False
+        return UserList(_user_pairs(payload)), _NO_FACTS
     if key == "changemedia":
-        return _decode_media(_object(payload, "payload")), None, False
+        return _decode_media(_object(payload, "payload")), _NO_FACTS
     return None
 
 
@@ -447,12 +465,13 @@ def decode_message(subject: str, data: bytes | bytearray | memoryview) -> Decode
     decoded = _decode_payload(name, env["payload"])
     if decoded is None:
         return None
-    event, at, shadow = decoded
+    event, facts = decoded
     return Decoded(
         event_name=name,
         event=event,
-        at=at,
-        shadow=shadow,
+        at=facts.at,
+        shadow=facts.shadow,
+        add_class=facts.add_class,
         channel=_clean_text(channel),
         domain=_clean_text(env["domain"]),
         correlation_id=_clean_text(env.get("correlation_id", "")),
