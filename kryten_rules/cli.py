@@ -321,7 +321,10 @@ def explain(
 )
 def replay(log: str, rules: tuple[str, ...], config_path: str | None, seed: int, fmt: str) -> None:
     """Run a recorded channel (JSONL of Kryten-Robot events) through the rules."""
+    from collections.abc import Iterable
+
     from . import replay as replay_mod
+    from .config import ServiceConfig
 
     config = _config_or_exit(config_path)
     ruleset = _ruleset_or_exit(list(rules) or _default_rules(config), config)
@@ -329,23 +332,23 @@ def replay(log: str, rules: tuple[str, ...], config_path: str | None, seed: int,
     with path.open(encoding="utf-8", errors="replace") as fh:
         lines = fh.readlines()
     show_bar = sys.stderr.isatty() and len(lines) > 2000
-    if show_bar:
-        with click.progressbar(lines, label="replaying", file=sys.stderr) as bar:
-            stats = replay_mod.replay(
-                ruleset,
-                bar,
-                seed=seed,
-                bot_name=config.bot_name if config else None,
-                ignore_users=config.ignore_users if config else (),
-            )
-    else:
-        stats = replay_mod.replay(
+    defaults = config or ServiceConfig()
+
+    def run_replay(events: Iterable[str]) -> replay_mod.ReplayStats:
+        return replay_mod.replay(
             ruleset,
-            lines,
+            events,
             seed=seed,
             bot_name=config.bot_name if config else None,
-            ignore_users=config.ignore_users if config else (),
+            ignore_users=defaults.ignore_users,
+            history_slack=defaults.history_slack,
         )
+
+    if show_bar:
+        with click.progressbar(lines, label="replaying", file=sys.stderr) as bar:
+            stats = run_replay(bar)
+    else:
+        stats = run_replay(lines)
     if fmt == "json":
         click.echo(json.dumps(stats.as_dict(), indent=2))
     else:

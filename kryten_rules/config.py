@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .intake import DEFAULT_HISTORY_SLACK
 from .units import parse_duration
 
 DEFAULT_MAX_MESSAGE_LENGTH = 320
@@ -81,6 +82,8 @@ class ServiceConfig:
     max_in_flight: int = 4
     metrics_port: int | None = None
     reply_max_age: float = 60.0
+    # chat stamped by CyTube more than this before it reached us is replayed history
+    history_slack: float = DEFAULT_HISTORY_SLACK
 
     @property
     def bot_name(self) -> str:
@@ -149,4 +152,5 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         max_in_flight=int(doc.get("max_in_flight", 4)),
         metrics_port=metrics.get("port"),
         reply_max_age=_seconds(doc.get("reply_max_age"), 60.0),
+        history_slack=_seconds(doc.get("history_slack"), DEFAULT_HISTORY_SLACK),
     )

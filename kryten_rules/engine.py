@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from .clock import Clock, SystemClock
 from .events import ChatEvent, Media
+from .intake import sender_ignored
 from .patterns import normalise, strip_mention
 from .ruleset import SCOPES, WINDOWS, Rule, RuleSet
 from .state import MemoryStore, StateStore
@@ -81,7 +82,7 @@ class Decision:
         self.event = event
         self.rule = rule
         self.trace = trace
-        self.ignored = ignored  # why the event never reached the rules (self, ignored_user)
+        self.ignored = ignored  # why the event never reached the rules (an IgnoreReason)
         self._make_context = make_context
         self._context: dict[str, Any] | None = None
 
@@ -356,10 +357,9 @@ class Engine:
             self.set_rank(user, rank)
         if kind == "changemedia" and event.media is not None:
             room.media = event.media
-        if user and key == self._bot:
-            return Decision(event, None, (), "self")
-        if key in self.ignore_users:
-            return Decision(event, None, (), "ignored_user")
+        ignored = sender_ignored(user, key, self._bot, self.ignore_users)
+        if ignored is not None:  # never evaluated, never in the room's history
+            return Decision(event, None, (), ignored)
 
         if kind == "changemedia":
             text = event.media.title if event.media else ""

@@ -3,8 +3,9 @@
 The log is JSONL of Kryten-Robot event envelopes exactly as they appear on
 NATS (one envelope per line; a line may also be ``{"subject": ..., "data":
 envelope}`` as ``nats sub --json`` style recorders write). Each event is
-decoded by the same code as the live service (``wire.decode_message``) and
-evaluated on a virtual clock set to the event's recorded time.
+decoded by the same code as the live service (``wire.decode_message``), let
+through or ignored by the same intake (``intake.Intake``) and evaluated on a
+virtual clock set to the event's recorded time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from .clock import VirtualClock
 from .engine import Engine
+from .intake import DEFAULT_HISTORY_SLACK, Ignored, Intake
 from .ruleset import RuleSet
 from .wire import MalformedEvent, decode_message, event_subject, rank_changes
 
@@ -111,9 +113,21 @@ def replay(
     seed: int = 0,
     bot_name: str | None = None,
     ignore_users: Iterable[str] = (),
+    history_slack: float = DEFAULT_HISTORY_SLACK,
 ) -> ReplayStats:
+    """Every event of a recording through the same intake and engine as the service.
+
+    An event "reached us" when the robot published it (the envelope's
+    ``timestamp``), so the 15 lines CyTube replays on each robot rejoin are
+    history here exactly as they are live.
+    """
     clock = VirtualClock()
     engine = Engine(ruleset, clock=clock, seed=seed, bot_name=bot_name, ignore_users=ignore_users)
+    intake = Intake(
+        bot_name=bot_name if bot_name is not None else ruleset.bot_name,
+        ignore_users=ignore_users,
+        slack=history_slack,
+    )
     stats = ReplayStats()
     for item in read_log(lines):
         stats.events += 1
@@ -128,13 +142,13 @@ def replay(
             continue
         if decoded is None:
             continue
-        at = decoded.at or env_time or clock.now()
-        clock.set(at)
         engine.apply_ranks(rank_changes(decoded.event))
-        if decoded.shadow:
-            stats.ignored["shadow"] += 1
+        at = decoded.at or env_time or clock.now()
+        chat = intake.admit(decoded, env_time if env_time is not None else at)
+        if isinstance(chat, Ignored):
+            stats.ignored[chat.reason] += 1
             continue
-        chat = decoded.chat
+        clock.set(at)
         if chat is None:
             continue
         if engine.channel_name == "":

@@ -93,6 +93,9 @@ def _check(expect: dict[str, Any], d: Decision, prompt: str | None, reply: str |
         elif d.blocked != expect["blocked"]:
             got = d.blocked or "no match"
             fails.append(f"expected blocked by {expect['blocked']!r}, got {got}")
+    if "ignored" in expect and d.ignored != expect["ignored"]:
+        got = f"ignored as {d.ignored}" if d.ignored else "it reached the rules"
+        fails.append(f"expected the event to be ignored as {expect['ignored']!r}, but {got}")
     if expect.get("silent") is True and d.fired is not None:
         fails.append(f"expected silence, but {d.fired!r} fired")
     if expect.get("silent") is False and d.fired is None:

@@ -440,7 +440,7 @@ def test_replay_json(project: Path, log: Path) -> None:
     d = json.loads(r.stdout)
     assert d["events"] == 14  # blank lines are not events
     assert d["malformed"] == 2
-    assert d["ignored"] == {"shadow": 1}
+    assert d["ignored"] == {"muted": 1}
     assert d["chat_lines"] == 8  # the shadow-muted line is not counted
     assert d["hours"] == 1.0
     assert d["replies"] == 6

@@ -181,7 +181,7 @@ async def test_mention_is_answered_with_a_say_command(
     [
         ("self", BOT_NAME, {}),  # the bot's own line echoed back by CyTube
         ("history", "olduser", {"at_ms": "old"}),  # replayed on join, older than our start
-        ("shadow", "muted", {"meta": {"shadow": True}}),  # shadow-muted sender
+        ("muted", "muted", {"meta": {"shadow": True}}),  # shadow-muted sender
     ],
 )
 async def test_ignored_events_get_no_reply(
