@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kryten_rules.events import ChatEvent, Media
+from kryten_rules.intake import Ignored, IgnoreReason, Intake
 from kryten_rules.wire import (
     USERLIST_KEY,
     Decoded,
@@ -253,6 +254,21 @@ def test_chatmsg_shadow_and_odd_unicode(robot: Probe) -> None:
     d = _decode(robot, "chatMsg", payload)
     assert d is not None and d.shadow
     assert d.event == ChatEvent(kind="chatmsg", user="troll", text="a\ufffdbc", at=0.005)
+
+
+@pytest.mark.parametrize(
+    ("user", "meta"),
+    [("[server]", {"addClass": "server-whisper"}), ("[voteskip]", {})],
+)
+def test_cytube_notice_through_the_robot_is_ignored(
+    robot: Probe, user: str, meta: dict[str, Any]
+) -> None:
+    # as measured on CyTube 3.86: a moderator bot gets these as chatMsg
+    text = "alice joined (aliases: RulesBot, alice)"
+    d = _decode(robot, "chatMsg", {"username": user, "msg": text, "meta": meta, "time": 5})
+    assert d is not None and d.add_class == meta.get("addClass", "")
+    result = Intake(bot_name="RulesBot").admit(d, 0.005)
+    assert isinstance(result, Ignored) and result.reason == IgnoreReason.NOTICE
 
 
 def test_pm(robot: Probe) -> None:
