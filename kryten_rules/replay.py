@@ -146,7 +146,7 @@ def replay(
         at = decoded.at or env_time or clock.now()
         chat = intake.admit(decoded, env_time if env_time is not None else at)
         if isinstance(chat, Ignored):
-            stats.ignored[chat.reason] += 1
+            stats.ignored[chat.reason.value] += 1
             continue
         clock.set(at)
         if chat is None:
@@ -160,7 +160,7 @@ def replay(
             stats.users[chat.user] += 1
         decision = engine.evaluate(replace(chat, at=clock.now()))
         if decision.ignored:
-            stats.ignored[decision.ignored] += 1
+            stats.ignored[str(decision.ignored)] += 1
             continue
         if decision.fired:
             stats.fired[decision.fired] += 1
@@ -173,9 +173,10 @@ def replay(
 
 def format_text(stats: ReplayStats, top: int = 10) -> str:
     d = stats.as_dict(top)
+    ignored = ", ".join(f"{why} {n}" for why, n in sorted(d["ignored"].items()))
     out = [
         f"{d['events']} events, {d['chat_lines']} chat lines over {d['hours']:.2f} h"
-        f" ({d['malformed']} malformed, ignored: {d['ignored'] or 'none'})",
+        f" ({d['malformed']} malformed, ignored: {ignored or 'none'})",
         f"{d['replies']} replies"
         + (f", {d['replies_per_hour']:.1f} per hour" if d["replies_per_hour"] else ""),
         "",

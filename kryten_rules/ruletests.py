@@ -45,6 +45,7 @@ class EventResult:
             "expect": self.expect,
             "fired": self.decision.fired,
             "blocked": self.decision.blocked,
+            "ignored": self.decision.ignored,
             "trace": [t.as_dict() for t in self.decision.trace],
             "prompt": self.prompt,
             "reply": self.reply,

@@ -315,7 +315,8 @@ def test_rule_test_of_the_repo_keeps_notices_out_of_the_prompt() -> None:
     (case,) = json.loads(r.stdout)["cases"]
     assert case["passed"]
     notices = [e for e in case["events"] if e["event"]["user"].startswith("[")]
-    assert len(notices) == 3 and all(e["fired"] is None for e in notices)
+    assert [e["ignored"] for e in notices] == ["notice"] * 3
+    assert all(e["fired"] is None for e in notices)
     prompt = case["events"][-1]["prompt"]
     assert "lena: what a fight scene" in prompt
     assert "aliases" not in prompt and "cleared chat" not in prompt and "skip this" not in prompt
@@ -384,6 +385,8 @@ def test_replay_ignores_notices_and_rejoin_history(tmp_path: Path, history_rules
     assert d["chat_lines"] == 16  # people only, each line once
     alice = next(u for u in d["busiest_users"] if u["user"] == "alice")
     assert alice == {"user": "alice", "lines": 2, "replies": 2}
+    r = run("replay", path, "--rules", history_rules)
+    assert "(0 malformed, ignored: history 15, notice 2)" in r.output
 
 
 def test_replay_takes_the_slack_from_the_config(tmp_path: Path, history_rules: Path) -> None:
