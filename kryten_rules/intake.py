@@ -21,7 +21,9 @@ What is not a person talking now, as a real CyTube channel showed:
   robot, with their original ``time``. A line is history when it was sent
   before the service started, when its CyTube ``time`` is more than a slack of
   a few seconds before it reached us, or when we have already seen it (same
-  sender, ``time`` and text).
+  sender, ``time`` and text). CyTube also sends every joining socket a
+  ``changeMedia`` for what is playing, at its position: one for the media we
+  already know is playing, past its start, is the same replay.
 
 Ignored events are not evaluated, so they never enter the room ``history``
 that templates see. The sender checks (:func:`sender_ignored`) are also what
@@ -170,6 +172,7 @@ class Intake:
         self.started_at = started_at
         self.slack = float(slack)
         self.seen = LineMemory(memory)
+        self.playing: tuple[str, str] | None = None  # (type, id) of the last media admitted
 
     def admit(self, decoded: Decoded, received_at: float) -> ChatEvent | Ignored | None:
         """The event for the rules, why it is ignored, or ``None`` (nothing for the rules).
@@ -183,6 +186,8 @@ class Intake:
         chat = decoded.chat
         if chat is None:
             return None
+        if chat.media is not None:
+            return self._media(chat, decoded.position)
         user = chat.user
         why = sender_ignored(user, user.lower(), self.bot, self.ignore_users)
         if why is not None:
@@ -201,3 +206,18 @@ class Intake:
             if self.seen.add((chat.kind, user.lower(), at, hash(chat.text))):
                 return Ignored(IgnoreReason.HISTORY, "already seen")
         return chat
+
+    def _media(self, event: ChatEvent, position: float | None) -> ChatEvent | Ignored:
+        """A media change, unless it re-announces the media already playing.
+
+        A real change starts at CyTube's lead-in (``currentTime`` -3, or 0 under
+        a leader); the ``changeMedia`` a joining socket gets, and the one after
+        CyTube refreshes a link, carries the position reached.
+        """
+        media = event.media
+        assert media is not None
+        playing = (media.type, media.id)
+        if media.id and playing == self.playing and position is not None and position > 0:
+            return Ignored(IgnoreReason.HISTORY, "media already playing")
+        self.playing = playing
+        return event

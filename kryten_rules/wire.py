@@ -140,8 +140,10 @@ class Decoded:
     moderators (and the bot) see the message, and it must be ignored.
     ``add_class`` is ``payload.meta.addClass`` (``""`` when absent or not a
     string): CyTube's CSS class for the line, ``"server-whisper"`` on its own
-    moderator-only notices. What to ignore is decided in
-    :mod:`kryten_rules.intake`, not here: decoding only reports.
+    moderator-only notices. ``position`` is a ``changeMedia``'s ``currentTime``
+    (seconds into the media; negative at a fresh start): CyTube also sends
+    ``changeMedia`` to every socket that joins, mid-play. What to ignore is
+    decided in :mod:`kryten_rules.intake`, not here: decoding only reports.
     """
 
     event_name: str
@@ -149,6 +151,7 @@ class Decoded:
     at: float | None = None
     shadow: bool = False
     add_class: str = ""
+    position: float | None = None
     channel: str = ""
     domain: str = ""
     correlation_id: str = ""
@@ -372,11 +375,12 @@ def _user_pairs(entries: list[Any]) -> tuple[tuple[str, int], ...]:
 
 
 class _Facts(NamedTuple):
-    """What a payload says beyond its event: CyTube's time and the line's flags."""
+    """What a payload says beyond its event: CyTube's time, a line's flags, a media's position."""
 
     at: float | None = None
     shadow: bool = False
     add_class: str = ""
+    position: float | None = None
 
 
 _NO_FACTS = _Facts()
@@ -397,6 +401,21 @@ def _decode_chat(kind: str, payload: dict[str, Any]) -> tuple[ChatEvent, _Facts]
     to = _name(payload, "to", "payload") if kind == "pm" else None
     event = ChatEvent(kind=kind, user=user, text=text, at=at or 0.0, to=to)
     return event, _Facts(at, shadow, add_class)
+
+
+def _position(payload: dict[str, Any]) -> float | None:
+    """``currentTime`` in seconds (``-3`` at a fresh start: CyTube's lead-in), if a finite number.
+
+    Informational only, so an odd value is ``None``, not a malformed event.
+    """
+    value = payload.get("currentTime")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _decode_media(payload: dict[str, Any]) -> ChatEvent:
@@ -428,7 +447,8 @@ def _decode_payload(name: str, payload: Any) -> tuple[WireEvent, _Facts] | None:
             raise MalformedEvent("bad payload")
         return UserList(_user_pairs(payload)), _NO_FACTS
     if key == "changemedia":
-        return _decode_media(_object(payload, "payload")), _NO_FACTS
+        payload = _object(payload, "payload")
+        return _decode_media(payload), _Facts(position=_position(payload))
     return None
 
 
@@ -472,6 +492,7 @@ def decode_message(subject: str, data: bytes | bytearray | memoryview) -> Decode
         at=facts.at,
         shadow=facts.shadow,
         add_class=facts.add_class,
+        position=facts.position,
         channel=_clean_text(channel),
         domain=_clean_text(env["domain"]),
         correlation_id=_clean_text(env.get("correlation_id", "")),

@@ -243,6 +243,43 @@ def test_lines_without_a_time_are_never_history() -> None:
     assert isinstance(it.admit(d, NOW), ChatEvent)  # nothing to tell a repeat by
 
 
+def media(media_id: str, position: Any, title: str = "Yes, Madam!") -> Decoded:
+    payload = {
+        "id": media_id,
+        "title": title,
+        "seconds": 5580,
+        "duration": "01:33:00",
+        "type": "yt",
+        "meta": {},
+        "currentTime": position,
+        "paused": False,
+    }
+    data = envelope("changeMedia", payload, channel=CHANNEL, domain=DOMAIN)
+    d = decode_message(event_subject(CHANNEL, "changeMedia"), data)
+    assert d is not None
+    return d
+
+
+def test_the_media_re_sent_on_a_rejoin_is_history() -> None:
+    """CyTube sends every joining socket a changeMedia for what plays, at its position."""
+    it = intake()
+    assert media("a1", -3).position == -3.0
+    assert isinstance(it.admit(media("a1", -3), NOW), ChatEvent)  # a real change: lead-in
+    assert it.admit(media("a1", 612.5), NOW) == Ignored(
+        IgnoreReason.HISTORY, "media already playing"
+    )
+    assert isinstance(it.admit(media("b2", -3, "China O'Brien"), NOW), ChatEvent)
+    assert isinstance(it.admit(media("a1", 0), NOW), ChatEvent)  # A again, from its start
+
+
+def test_media_first_seen_mid_play_or_without_a_position_is_admitted() -> None:
+    it = intake()
+    assert isinstance(it.admit(media("a1", 300), NOW), ChatEvent)  # we did not know it played
+    for junk in (None, "12", True, 10**400):
+        assert media("a1", junk).position is None
+        assert isinstance(it.admit(media("a1", junk), NOW), ChatEvent)
+
+
 # --------------------------------------------------------------------------- the engine
 
 

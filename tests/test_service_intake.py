@@ -47,6 +47,9 @@ persona:
   aliases: [cynthia]
   system_prompt: "You are Cynthia."
 rules:
+  - id: intro
+    on: changemedia
+    reply: 'Now playing: {{ media.title }}'
   - id: mention
     match: {mention: true}
     prompt: |
@@ -207,3 +210,30 @@ async def test_cytube_notices_are_never_answered_nor_in_history(
     for private in ("aliases", "cleared chat", "votes to skip", "[server]", "[voteskip]"):
         assert private not in prompt  # ...without CyTube's notices
     assert ignored(bot, "notice") == 3
+
+
+def change_media(media_id: str, title: str, position: float) -> dict[str, Any]:
+    return {
+        "id": media_id,
+        "title": title,
+        "seconds": 5400,
+        "duration": "01:30:00",
+        "type": "yt",
+        "meta": {},
+        "currentTime": position,
+        "paused": False,
+    }
+
+
+async def test_the_media_re_sent_on_a_rejoin_is_not_introduced_again(
+    start_bot: BotFactory, client: RobotClient
+) -> None:
+    bot = await start_bot()
+    await client.publish("changeMedia", change_media("a1", "Yes, Madam!", -3))
+    # kryten-robot rejoins ten minutes in: CyTube sends it what plays, where it is
+    await client.publish("changeMedia", change_media("a1", "Yes, Madam!", 612.5))
+    await client.publish("changeMedia", change_media("b2", "China O'Brien", -3))
+    await settle(bot, client, events=3)
+
+    assert says(client.drain()) == ["Now playing: Yes, Madam!", "Now playing: China O'Brien"]
+    assert ignored(bot, "history") == 1
