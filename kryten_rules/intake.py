@@ -152,8 +152,9 @@ class Intake:
 
     ``bot_name`` and ``ignore_users`` are compared case-insensitively, as
     CyTube compares names. ``started_at`` (seconds) drops lines sent before the
-    service started; ``None`` (``replay``) has no start. ``slack`` is the
-    :data:`DEFAULT_HISTORY_SLACK` of the stale-line rule.
+    service started; ``None`` (``replay``) has no start. ``slack`` is how many
+    seconds a line's CyTube ``time`` may lie before its arrival
+    (:data:`DEFAULT_HISTORY_SLACK`); ``memory`` how many lines are remembered.
     """
 
     def __init__(
