@@ -1,6 +1,6 @@
 """Stage 4, evaluate: one event against the compiled rules -> a :class:`Decision`.
 
-Semantics are RULES.md "Evaluation": rules whose ``on`` fits are tried by
+Semantics are docs/rules.md "Evaluation": rules whose ``on`` fits are tried by
 priority; the first that passes every gate fires and nothing else does. The
 gates, in order, and their reason codes: ``disabled``, ``no_match``/``vetoed``,
 ``condition.*``, ``cooldown.<scope>``, ``limit.<scope>.<window>``,
@@ -572,7 +572,7 @@ def _build_context(
     media: Media | None,
     history_count: int,
 ) -> dict[str, Any]:
-    """What the templates see (RULES.md "Template variables"), as it was at the decision."""
+    """What the templates see (docs/rules.md "Template variables"), as it was at the decision."""
     ruleset, mention_index, room, channel = decided_with
     matched, groups = _matched_text(ruleset, rule, text, present)
     persona = ruleset.persona

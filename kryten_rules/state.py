@@ -8,7 +8,7 @@ state disappears by itself, so 100,000 passing users cannot grow the store
 without bound (cachetools' ``TLRUCache`` does the per-item expiry).
 
 The in-memory store serves one process. A JetStream KV store would implement
-the same protocol for several instances sharing a channel (DESIGN.md "Scale").
+the same protocol for several instances sharing a channel.
 """
 
 from __future__ import annotations

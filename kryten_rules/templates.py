@@ -6,7 +6,7 @@ says, not to run code. So templates:
 * render in an ``ImmutableSandboxedEnvironment`` (no mutation of values, no
   access to ``_private`` attributes, no unsafe callables);
 * have no loader: ``include``/``extends``/``import`` cannot read files;
-* see only the variables of RULES.md; an unknown name, or an attribute that
+* see only the variables of docs/rules.md; an unknown name, or an attribute that
   begins with ``_``, is an error at *validate* time (static check of the
   template's AST), and ``StrictUndefined`` makes any miss at render time an
   error rather than an empty string.
@@ -26,7 +26,7 @@ from jinja2 import StrictUndefined, nodes
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-# RULES.md "Template variables", with the attributes each structured one has.
+# docs/rules.md "Template variables", with the attributes each structured one has.
 VARIABLES: dict[str, frozenset[str] | None] = {
     "user": frozenset({"name", "rank", "rank_name"}),
     "message": None,

@@ -1,4 +1,4 @@
-"""Stage 4, evaluate: every gate, reason code and context variable of RULES.md "Evaluation".
+"""Stage 4, evaluate: every gate, reason code and context variable of docs/rules.md "Evaluation".
 
 Each test writes a small rule set into ``tmp_path`` and drives a fresh
 :class:`Engine` on a :class:`VirtualClock` (``clock.set(t)`` and ``at=t``

@@ -1,5 +1,5 @@
 """The template sandbox: known Jinja2 SSTI payloads, resource abuse, the names of
-RULES.md "Template variables", StrictUndefined and the filters moderators use.
+docs/rules.md "Template variables", StrictUndefined and the filters moderators use.
 
 Every payload is checked, compiled and rendered in a forked child with a memory
 ceiling and a deadline, so a regression that hangs or allocates gigabytes fails
@@ -505,7 +505,7 @@ def test_long_output_is_capped() -> None:
     assert len(out) <= 20_000
 
 
-# --- everything RULES.md promises works ---------------------------------------------------
+# --- everything docs/rules.md promises works ---------------------------------------------------
 
 ALL_VARIABLES = """\
 {{ user.name }}|{{ user.rank }}|{{ user.rank_name }}

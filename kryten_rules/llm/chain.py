@@ -1,7 +1,7 @@
 """Fallback chains: try a chain's models in order until one answers.
 
 :class:`ChainRunner` owns what LiteLLM's own fallbacks and Router do badly for
-a chat bot (see DESIGN.md): one attempt per model, a per-model timeout cut to
+a chat bot (docs/config.md, "How chains behave"): one attempt per model, a per-model timeout cut to
 what is left of the chain's deadline, a circuit breaker per model, and a 429's
 ``Retry-After`` respected by letting that model sit out. Every attempt, and
 every model skipped, is recorded in the :class:`ChainResult`; :meth:`run`

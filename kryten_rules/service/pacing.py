@@ -1,7 +1,7 @@
 """Sending to one channel within CyTube's flood limits.
 
 CyTube allows a burst of 20 messages and 10/s, and 4 and 1/s for users below
-moderator where the channel enables antiflood (DESIGN.md). The bot's rank is
+moderator where the channel enables antiflood (docs/operator.md). The bot's rank is
 not known in advance, so the default is the strict limit. Replies wait in a
 queue; one that has waited longer than ``max_age`` is dropped, not sent late
 into a conversation that has moved on.
