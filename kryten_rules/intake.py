@@ -1,7 +1,7 @@
 """Intake: which decoded events are people talking now, and why the rest are not.
 
 One place decides what reaches the rules, so the live service and ``replay``
-can never disagree (RULES.md "Evaluation", the paragraph "Ignored before any
+can never disagree (docs/rules.md, "Ignored events"; the contract's "Ignored before any
 rule"). :meth:`Intake.admit` turns a decoded envelope into the
 :class:`~kryten_rules.events.ChatEvent` for the engine, or an :class:`Ignored`
 with a reason code, or ``None`` for events that only feed the rank table.

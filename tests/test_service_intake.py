@@ -2,7 +2,7 @@
 
 A real nats-server, the bot in-process, a real local OpenAI-style server, and
 a test client that publishes exactly what Kryten-Robot publishes. Measured on
-a real channel (DESIGN.md "What a real CyTube channel does"): a moderator bot
+a real channel (CyTube 3.86 with kryten-robot 1.12.6): a moderator bot
 receives CyTube's own notices as chat from ``[server]``, and CyTube replays its
 last 15 lines, with their original ``time``, on every robot (re)join.
 
