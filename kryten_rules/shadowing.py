@@ -88,7 +88,7 @@ class _Shadowers:
                 found.append(hit)
         if "mention" in b and on in self.mention_only:
             found.append(self.mention_only[on])
-        if "any" in b and not ({"mention", "regex"} & set(b)):
+        if b.get("any") and not ({"mention", "regex"} & set(b)):
             # b matches through one of its words alone: a must have all of them
             word = min(b["any"])
             found += [
