@@ -81,6 +81,7 @@ class ServiceConfig:
     log: LogConfig = field(default_factory=LogConfig)
     max_in_flight: int = 4
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     reply_max_age: float = 60.0
     # chat stamped by CyTube more than this before it reached us is replayed history
     history_slack: float = DEFAULT_HISTORY_SLACK
@@ -90,8 +91,30 @@ class ServiceConfig:
         return self.cytube.username
 
 
-def _seconds(value: Any, default: float) -> float:
-    return default if value is None else parse_duration(value)
+def _given(
+    doc: Mapping[str, Any],
+    *keys: str,
+    durations: tuple[str, ...] = (),
+    integers: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The keys of ``doc`` that the operator actually wrote, as keyword arguments.
+
+    Absent keys are left out, so each default is written once, on its
+    dataclass field. (Reading a default back as ``NatsConfig.url`` does not
+    work: on a ``slots`` dataclass that is the slot's member descriptor, not
+    the string, and every send then failed with a ``TypeError``.) JSON Schema
+    counts ``4.0`` as an integer, so ``integers`` are made ``int`` here.
+    """
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = doc.get(key)
+        if value is not None:
+            if key in durations:
+                value = parse_duration(value)
+            elif key in integers:
+                value = int(value)
+            out[key] = value
+    return out
 
 
 def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> ServiceConfig:
@@ -101,22 +124,25 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
     config file's directory, as operators expect.
     """
     base = path.parent if path is not None else Path.cwd()
-    nats = doc.get("nats") or {}
-    cy = doc.get("cytube") or {}
     rules = doc.get("rules", [])
     rule_paths = [rules] if isinstance(rules, str) else list(rules)
     models = {
         name: ModelConfig(
             name=name,
-            model=m["model"],
-            api_base=m.get("api_base"),
-            api_key_env=m.get("api_key_env"),
-            timeout=_seconds(m.get("timeout"), 20.0),
-            max_tokens=m.get("max_tokens"),
-            temperature=m.get("temperature"),
-            input_cost_per_token=m.get("input_cost_per_token"),
-            output_cost_per_token=m.get("output_cost_per_token"),
-            mock_response=m.get("mock_response"),
+            **_given(
+                m,
+                "model",
+                "api_base",
+                "api_key_env",
+                "timeout",
+                "max_tokens",
+                "temperature",
+                "input_cost_per_token",
+                "output_cost_per_token",
+                "mock_response",
+                durations=("timeout",),
+                integers=("max_tokens",),
+            ),
         )
         for name, m in (doc.get("models") or {}).items()
     }
@@ -124,33 +150,45 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         name: ChainConfig(
             name=name,
             models=tuple(c["models"]),
-            deadline=_seconds(c.get("deadline"), 30.0),
+            **_given(c, "deadline", durations=("deadline",)),
         )
         for name, c in (doc.get("chains") or {}).items()
     }
-    log = doc.get("log") or {}
-    responses = log.get("responses")
+    log = dict(doc.get("log") or {})
+    if log.get("responses"):
+        log["responses"] = str(base / log["responses"])
     metrics = doc.get("metrics") or {}
+    top = _given(
+        doc,
+        "dry_run",
+        "max_in_flight",
+        "reply_max_age",
+        "history_slack",
+        durations=("reply_max_age", "history_slack"),
+        integers=("max_in_flight",),
+    )
+    if "ignore_users" in doc:
+        top["ignore_users"] = frozenset(u.lower() for u in doc["ignore_users"])
+    if metrics.get("port") is not None:
+        top["metrics_port"] = int(metrics["port"])
+    if metrics.get("host") is not None:
+        top["metrics_host"] = metrics["host"]
     return ServiceConfig(
         path=path,
-        nats=NatsConfig(url=nats.get("url", NatsConfig.url)),
+        nats=NatsConfig(**_given(doc.get("nats") or {}, "url")),
         cytube=CytubeConfig(
-            domain=cy.get("domain", CytubeConfig.domain),
-            channel=cy.get("channel", ""),
-            username=cy.get("username", ""),
-            max_message_length=cy.get("max_message_length", DEFAULT_MAX_MESSAGE_LENGTH),
+            **_given(
+                doc.get("cytube") or {},
+                "domain",
+                "channel",
+                "username",
+                "max_message_length",
+                integers=("max_message_length",),
+            )
         ),
         rules=tuple((base / p) for p in rule_paths),
         models=models,
         chains=chains,
-        dry_run=bool(doc.get("dry_run", False)),
-        ignore_users=frozenset(u.lower() for u in doc.get("ignore_users", [])),
-        log=LogConfig(
-            responses=str(base / responses) if responses else None,
-            level=log.get("level", "INFO"),
-        ),
-        max_in_flight=int(doc.get("max_in_flight", 4)),
-        metrics_port=metrics.get("port"),
-        reply_max_age=_seconds(doc.get("reply_max_age"), 60.0),
-        history_slack=_seconds(doc.get("history_slack"), DEFAULT_HISTORY_SLACK),
+        log=LogConfig(**_given(log, "responses", "level")),
+        **top,
     )
