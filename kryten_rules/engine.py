@@ -4,6 +4,7 @@ Semantics are docs/rules.md "Evaluation": rules whose ``on`` fits are tried by
 priority; the first that passes every gate fires and nothing else does. The
 gates, in order, and their reason codes: ``disabled``, ``no_match``/``vetoed``,
 ``condition.*``, ``cooldown.<scope>``, ``limit.<scope>.<window>``,
+``state_full`` (the state store could not count this firing: fail closed),
 ``probability``.
 
 Cost is kept proportional to what an event can fire, not to the rule count:
@@ -42,6 +43,8 @@ MAX_TEXT = 4_000  # CyTube cuts chat at a few hundred characters; anything longe
 MAX_KNOWN_USERS = 50_000
 
 FIRED, BLOCKED, SKIPPED = "fired", "blocked", "skipped"
+STATE_FULL = "state_full"
+STATE_FULL_DETAIL = "the state store is full of running cooldowns and budgets"
 _NOT_MATCHED = ("no_match", "disabled")
 
 
@@ -179,7 +182,8 @@ class Engine:
     ) -> None:
         self.clock = clock or SystemClock()
         self.rng = random.Random(seed)
-        self.state: StateStore = state or MemoryStore(self.clock.now)
+        # `is None`, not `or`: an empty store has len 0 and is falsy
+        self.state: StateStore = state if state is not None else MemoryStore(self.clock.now)
         self.room = ChannelState()
         self._channel = channel
         self.ignore_users = frozenset(u.lower() for u in ignore_users)
@@ -473,6 +477,9 @@ class Engine:
             spent = self._limits(plan, rule.id, user, now, mult_lim)
             if spent:
                 return TraceEntry(rule.id, BLOCKED, spent[0], spent[1])
+            if not self.state.has_room(self._spend_keys(plan, rule.id, user)):
+                # Never fire what cannot be counted: that would lift its limits.
+                return TraceEntry(rule.id, BLOCKED, STATE_FULL, STATE_FULL_DETAIL)
         if rule.probability < 1.0:
             draw = self.rng.random()
             if draw >= rule.probability:
@@ -540,10 +547,17 @@ class Engine:
             for window, limit in windows:
                 # A multiplier never rounds a budget up; a non-zero budget stays >= 1.
                 allowed = max(1, int(limit * mult)) if limit > 0 else 0
-                used = self.state.count_since(key, now - WINDOWS[window])
+                used = self.state.count_in(key, WINDOWS[window], now)
                 if used >= allowed:
                     return f"limit.{scope}.{window}", f"{used} of {allowed} used"
         return None
+
+    def _spend_keys(self, plan: _Plan, rule_id: str, user: str) -> list[tuple[str, ...]]:
+        """The state keys a firing of this plan writes."""
+        kinds = [scope for scope, _ in plan.spend_cooldowns]
+        kinds += [kind for kind, _, _ in plan.spend_budgets]
+        keys = [self._key(kind, rule_id, user) for kind in kinds]
+        return [k for k in keys if k is not None]
 
     def _spend(self, rule: Rule, user: str, now: float) -> None:
         """Count a firing rule in every scope and budget it touches."""
