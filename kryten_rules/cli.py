@@ -115,13 +115,21 @@ def schema(kind: str) -> None:
     click.echo(json.dumps(get_schema(kind), indent=2))
 
 
+def _masked(exc: BaseException) -> str:
+    from .redact import mask_credentials
+
+    return mask_credentials(str(exc))
+
+
 def _setup_logging(level: str) -> None:
+    """Log to stderr; every line goes through the credential mask (kryten_rules.redact)."""
     import logging
 
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    from .redact import MaskingFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
 
 
 @main.command("run")
@@ -146,7 +154,7 @@ def run_cmd(config_path: str, dry_run: bool, log_level: str | None) -> None:
     try:
         asyncio.run(bot.run_forever())
     except StartupError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_masked(exc)}", err=True)
         sys.exit(EXIT_USAGE)
 
 
@@ -188,7 +196,7 @@ def chat(config_path: str, user: str, rank: str, demo: bool, log_level: str) -> 
             )
         )
     except StartupError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_masked(exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         pass

@@ -39,6 +39,7 @@ from ..llm.chain import ChainResult
 from ..load import build_ruleset
 from ..output import prepare_reply
 from ..prompts import render
+from ..redact import mask_credentials
 from ..ruleset import RuleSet
 from ..units import parse_rank
 from ..wire import (
@@ -146,6 +147,11 @@ class Bot:
             return self.embedded.url
         return self.config.nats.url
 
+    @property
+    def safe_url(self) -> str:
+        """:attr:`url` as it may be logged or shown: credentials masked."""
+        return mask_credentials(self.url)
+
     def _usable_chains(self) -> dict[str, ChainConfig]:
         """Chains without the models whose API key is missing (named in the log)."""
         missing_models = set()
@@ -235,20 +241,24 @@ class Bot:
         async def disconnected() -> None:
             self.metrics.nats_connected.set(0)
             if not self._stopping.is_set():
-                log.warning("nats: disconnected from %s", self.url)
+                log.warning("nats: disconnected from %s", self.safe_url)
 
         async def reconnected() -> None:
             self.metrics.nats_connected.set(1)
-            log.info("nats: reconnected to %s; subscriptions restored", self.url)
+            log.info("nats: reconnected to %s; subscriptions restored", self.safe_url)
 
         last_warning = [-1e9]
 
         async def error(exc: Exception) -> None:
-            log.debug("nats: %s", exc)
+            log.debug("nats: %s", mask_credentials(str(exc)))
             now = time.monotonic()
             if not (self.nc is not None and self.nc.is_connected) and now - last_warning[0] > 30:
                 last_warning[0] = now
-                log.warning("nats: cannot reach %s (%s); retrying", self.url, exc)
+                log.warning(
+                    "nats: cannot reach %s (%s); retrying",
+                    self.safe_url,
+                    mask_credentials(str(exc)),
+                )
 
         # nats-py retries even the first connect for ever (max_reconnect_attempts=-1),
         # so a stop request must be able to interrupt it.
@@ -274,9 +284,11 @@ class Bot:
         try:
             self.nc = connect.result()
         except Exception as exc:
-            raise StartupError(f"cannot connect to NATS at {self.url}: {exc}") from exc
+            raise StartupError(
+                mask_credentials(f"cannot connect to NATS at {self.url}: {exc}")
+            ) from exc
         self.metrics.nats_connected.set(1)
-        log.info("nats: connected to %s", self.url)
+        log.info("nats: connected to %s", self.safe_url)
 
     async def _load_ranks(self) -> None:
         """Ranks from Kryten-Robot's KV bucket, when it exists (chat events carry none)."""
@@ -622,9 +634,8 @@ class Bot:
         }
 
     async def _publish_lifecycle(self, event: str) -> None:
-        await self.nc.publish(
-            lifecycle_subject(event), json.dumps(self._lifecycle_payload()).encode()
-        )
+        payload = mask_credentials(json.dumps(self._lifecycle_payload()))
+        await self.nc.publish(lifecycle_subject(event), payload.encode())
 
     async def _heartbeat(self) -> None:
         while True:
@@ -644,6 +655,7 @@ class Bot:
             "service": SERVICE,
             "version": __version__,
             "nats_connected": connected,
+            "nats_url": self.safe_url,
             "rules": len(self.ruleset.rules) if self.engine else 0,
             "uptime_seconds": round(self.clock.now() - self.started_at, 3),
             "replies_in_progress": self._pending,
@@ -708,7 +720,7 @@ class Bot:
             reply = {"service": SERVICE, "command": name, "success": False, "error": str(exc)}
         if msg.reply:
             with contextlib.suppress(Exception):
-                await msg.respond(json.dumps(reply, default=str).encode())
+                await msg.respond(mask_credentials(json.dumps(reply, default=str)).encode())
 
 
 def _short(d: Diagnostic) -> str:

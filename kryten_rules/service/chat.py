@@ -187,7 +187,7 @@ async def run_chat(
     await bot.nc.subscribe(COMMAND_SUBJECT, cb=client._on_command)
     await client.publish("addUser", {"name": user, "rank": rank, "meta": {}, "profile": {}})
     client.say(
-        f"connected to {bot.url} as {user} (rank {rank}) in #{config.cytube.channel}; "
+        f"connected to {bot.safe_url} as {user} (rank {rank}) in #{config.cytube.channel}; "
         f"talking to {config.bot_name}. /quit to leave."
     )
     try:
