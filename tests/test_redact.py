@@ -21,6 +21,7 @@ import pytest
 
 from kryten_rules.redact import MaskingFormatter, mask_credentials
 from kryten_rules.service.embedded import _wait_listening, find_nats_server, free_port
+from kryten_rules.service.responselog import ResponseLog
 from tests.nats_fixtures import KEY_ENV, KEY_VALUE, RobotClient, make_bot, wait_until, write_config
 
 SECRET = "s3cretPW-9x"
@@ -63,6 +64,14 @@ def test_the_cli_log_format_masks_messages_and_tracebacks() -> None:
     line = formatter.format(record)
     assert SECRET not in line
     assert "lost nats://bot:***@h" in line and "refused by nats://bot:***@h:4222" in line
+
+
+def test_the_response_log_masks_credentials_in_errors(tmp_path: Path) -> None:
+    log = ResponseLog(tmp_path / "responses.jsonl")
+    log.write({"error": f"APIConnectionError: http://u:{SECRET}@llm.local/v1 refused"})
+    text = (tmp_path / "responses.jsonl").read_text(encoding="utf-8")
+    assert SECRET not in text
+    assert json.loads(text)["error"] == "APIConnectionError: http://u:***@llm.local/v1 refused"
 
 
 class AuthNats:

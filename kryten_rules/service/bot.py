@@ -173,6 +173,13 @@ class Bot:
 
     async def start(self) -> None:
         self.started_at = self.intake.started_at = self.clock.now()
+        try:
+            self.responses.open()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot write the response log {self.responses.path}: {exc.strerror or exc} "
+                "(check log.responses in the config and the directory's permissions)"
+            ) from exc
         ruleset, diags = await asyncio.to_thread(build_ruleset, self.config.rules, self.config)
         if ruleset is None:
             for d in diags:

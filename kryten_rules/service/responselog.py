@@ -1,15 +1,19 @@
 """The JSONL response log: one line per decision that fired.
 
-Appended with one ``write`` per line on a file opened in append mode, so lines
-of concurrent writers never interleave and a crash loses at most the line
-being written. Values come from the pipeline, never from the environment, so
-no secret can reach it.
+Every line is whole or absent. Each is written with one ``os.write`` on a file
+descriptor opened with ``O_APPEND`` (so lines of concurrent writers never
+interleave); a write the kernel cuts short (a full disk, a file-size limit) is
+taken back by truncating the file to its size before the write, so a reader
+never meets half a JSON line. Values come from the pipeline, never from the
+environment; URLs in them (a model's error naming its ``api_base``) are masked
+by :func:`kryten_rules.redact.mask_credentials`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 
 from ..engine import Decision
 from ..llm.chain import ChainResult
+from ..redact import mask_credentials
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +80,55 @@ def response_record(
 
 
 class ResponseLog:
+    """Appends records to ``path`` (``None``: records are dropped)."""
+
+    _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, record: dict[str, Any]) -> None:
+    def open(self) -> None:
+        """Create the directory and check the file can be appended to.
+
+        Called at start, so an unwritable log is the operator's error message
+        then (``OSError``), not one lost line per decision later.
+        """
         if self.path is None:
             return
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(self.path, self._FLAGS, 0o644))
+
+    def write(self, record: dict[str, Any]) -> bool:
+        """Append one record as one line; False (and logged) when it could not be."""
+        if self.path is None:
+            return False
+        line = mask_credentials(json.dumps(record, ensure_ascii=False, default=str)) + "\n"
+        data = line.encode("utf-8")
+        with self._lock:
+            try:
+                fd = os.open(self.path, self._FLAGS, 0o644)
+            except OSError as exc:
+                log.error("response log %s: %s", self.path, exc.strerror or exc)
+                return False
+            try:
+                return self._append(fd, data)
+            finally:
+                os.close(fd)
+
+    def _append(self, fd: int, data: bytes) -> bool:
+        before = os.fstat(fd).st_size
         try:
-            with self._lock, self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-        except OSError as exc:  # a full disk must not stop the bot
-            log.error("response log %s: %s", self.path, exc)
+            written = os.write(fd, data)
+        except OSError as exc:  # nothing, or an unknown part, was written
+            reason = exc.strerror or str(exc)
+        else:
+            if written == len(data):
+                return True
+            reason = f"short write ({written} of {len(data)} bytes)"
+        try:
+            os.ftruncate(fd, before)  # take back what part of the line got through
+        except OSError as exc:
+            log.error("response log %s: cannot remove a partial line: %s", self.path, exc)
+        log.error("response log %s: line not written: %s", self.path, reason)
+        return False
