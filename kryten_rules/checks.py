@@ -9,6 +9,7 @@ LLM, NATS): ``validate`` and ``run`` share this code and can never disagree.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from .diagnostics import Diagnostic, Span, error
 from .positions import file_span, template_span
 from .shadowing import check_shadowed
 from .templates import check_template
-from .units import parse_duration, parse_rank
+from .units import DurationRangeError, parse_duration, parse_rank
 from .yamlload import Node, effective, seq
 
 PROMPT_KEYS = ("prompt", "prompt_file", "reply")
@@ -298,8 +299,42 @@ def check_rule_set(files: list[RuleFile], chains: Mapping[str, object] | None) -
     return out
 
 
+def _config_numbers(root: Node) -> Iterator[Diagnostic]:
+    """Numbers the schema lets through that the service cannot use.
+
+    JSON Schema's ``minimum``/``maximum`` never fail on NaN, and a duration of
+    400 digits is a valid integer; at start these were a traceback and exit 1.
+    """
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node.value, dict):
+            stack.extend(node.value.values())
+        elif isinstance(node.value, list):
+            stack.extend(node.value)
+        elif isinstance(node.value, float) and not math.isfinite(node.value):
+            yield error(
+                "bad-number", f"{node.value!r} is not a finite number", node.span, "write a number"
+            )
+    durations = [("reply_max_age", root.get("reply_max_age"))]
+    for section, key in (("chains", "deadline"), ("models", "timeout")):
+        block = root.get(section)
+        for name, item in block.items() if block is not None else ():
+            durations.append((f"{section}.{name}.{key}", item.get(key)))
+    for where, node in durations:
+        if node is None or (isinstance(node.value, float) and not math.isfinite(node.value)):
+            continue  # absent, or reported above
+        try:
+            parse_duration(node.value)
+        except DurationRangeError as exc:
+            yield error("bad-duration", f"{where}: {exc}", node.span)
+        except ValueError:
+            pass  # the wrong form: the schema reports it
+
+
 def check_config(root: Node) -> Iterator[Diagnostic]:
-    """Semantic checks of a service config: chains name defined models."""
+    """Semantic checks of a service config: usable numbers, chains name defined models."""
+    yield from _config_numbers(root)
     models = root.get("models")
     names = set(models.value) if models is not None and models.is_map else set()
     chains = root.get("chains")

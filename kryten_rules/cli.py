@@ -55,6 +55,9 @@ def _config_or_exit(path: str | None) -> ServiceConfig | None:
         click.echo(format_text(exc.diagnostics, color=sys.stderr.isatty()), err=True)
         click.echo(f"error: the service config {path!r} has errors", err=True)
         sys.exit(EXIT_USAGE)
+    except (ValueError, OverflowError) as exc:  # a value the checks let through: still no traceback
+        click.echo(f"error: the service config {path!r}: {_masked(exc)}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 @main.command()

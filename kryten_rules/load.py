@@ -23,6 +23,7 @@ from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
 from .ruleset import RuleSet
 from .schema import check_schema, file_kind
+from .treewalk import MAX_DEPTH, files_under, short_path
 from .yamlload import Node, load_file, seq
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -55,7 +56,18 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], list
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.suffix in YAML_SUFFIXES and f.is_file())
+            listed, too_deep = files_under(p)
+            if too_deep is not None:
+                diags.append(
+                    error(
+                        "too-deep",
+                        f"directories nested more than {MAX_DEPTH} levels under {str(p)!r} "
+                        f"are not read: {short_path(too_deep)!r}",
+                        Span(str(p)),
+                        "keep rule files a few directories deep",
+                    )
+                )
+            files = sorted(f for f in listed if f.suffix in YAML_SUFFIXES and f.is_file())
             home = p.resolve().parent
         elif p.is_file():
             files = [p]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 RANKS: dict[str, int] = {
@@ -23,6 +24,10 @@ _PART_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
 
+class DurationRangeError(ValueError):
+    """A duration of the right form whose value no float can hold (NaN, inf, 1e400)."""
+
+
 def parse_duration(value: object) -> float:
     """Seconds from a duration; raises ``ValueError`` with a readable reason."""
     if isinstance(value, bool):
@@ -30,17 +35,25 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"duration {value!r} is negative")
-        return float(value)
-    if not isinstance(value, str):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise DurationRangeError("duration is too large to be a number of seconds") from None
+    elif not isinstance(value, str):
         raise ValueError(f"{value!r} is not a duration")
-    text = value.strip()
-    if not text or not _DURATION_RE.match(text):
-        raise ValueError(f"{value!r} is not a duration (use e.g. 45s, 5m, 1h30m, 2d)")
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    return sum(float(n) * _UNIT[u] for n, u in _PART_RE.findall(text))
+    else:
+        text = value.strip()
+        if not text or not _DURATION_RE.match(text):
+            raise ValueError(f"{value!r} is not a duration (use e.g. 45s, 5m, 1h30m, 2d)")
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = sum(float(n) * _UNIT[u] for n, u in _PART_RE.findall(text))
+    if not math.isfinite(seconds):  # NaN, .inf, or digits past a float's range
+        raise DurationRangeError(
+            f"duration {str(value)[:40]!r} is not a finite number of seconds"
+        )
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

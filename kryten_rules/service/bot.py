@@ -41,6 +41,7 @@ from ..output import prepare_reply
 from ..prompts import render
 from ..redact import mask_credentials
 from ..ruleset import RuleSet
+from ..treewalk import files_under
 from ..units import parse_rank
 from ..wire import (
     COMMAND_SUBJECT,
@@ -572,7 +573,7 @@ class Bot:
         paths: list[Path] = []
         for p in self.config.rules:
             if p.is_dir():
-                paths += [f for f in p.rglob("*") if f.is_file()]
+                paths += [f for f in files_under(p)[0] if f.is_file()]  # no recursion
             else:
                 paths.append(p)
         if self.engine is not None:
