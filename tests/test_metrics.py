@@ -316,3 +316,64 @@ async def test_a_busy_metrics_port_does_not_stop_the_bot(
             assert any("not started" in r.getMessage() for r in caplog.records)
         finally:
             await bot.stop(grace=0.1)
+
+
+# ------------------------------------------- issue #9 item 15: bounds and metrics.host
+
+
+def _raw_request(port: int, data: bytes, host: str = "127.0.0.1") -> bytes:
+    """Send ``data`` as is and read the whole answer (the server closes after it)."""
+    import socket
+
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def test_an_overlong_request_line_is_414_and_the_endpoint_goes_on(bot: Bot) -> None:
+    assert bot.http is not None
+    port = bot.http.port
+    line = b"GET /metrics?" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = await asyncio.to_thread(_raw_request, port, line)
+    assert answer.startswith(b"HTTP/1.1 414 URI Too Long\r\n"), answer[:200]
+    headers = b"GET /health HTTP/1.1\r\n" + b"X-A: b\r\n" * 200 + b"\r\n"
+    answer = await asyncio.to_thread(_raw_request, port, headers)
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer[:200]
+    long_header = b"GET /health HTTP/1.1\r\nX-A: " + b"b" * 70_000 + b"\r\n\r\n"
+    answer = await asyncio.to_thread(_raw_request, port, long_header)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    status, _, body = await get(bot, "/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+async def test_metrics_host_is_the_address_bound(
+    tmp_path: Path,
+    nats_server: EmbeddedNats,
+    openai: OpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+    cfg = write_config(
+        tmp_path,
+        nats_url=nats_server.url,
+        api_base=openai.base_url,
+        extra="metrics: {port: 0, host: 127.0.0.2}\n",
+    )
+    b = make_bot(cfg)
+    await b.start()
+    try:
+        assert b.http is not None
+        assert b.http._server is not None
+        bound = {s.getsockname()[0] for s in b.http._server.sockets}
+        assert bound == {"127.0.0.2"}
+        url = f"http://127.0.0.2:{b.http.port}/health"
+        status, _, _ = await asyncio.to_thread(_get, url)
+        assert status == 200
+        with pytest.raises(urllib.error.URLError):
+            await asyncio.to_thread(_get, f"http://127.0.0.1:{b.http.port}/health")
+    finally:
+        await b.stop(grace=1.0)

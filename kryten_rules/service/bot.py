@@ -221,18 +221,20 @@ class Bot:
             self._spawn(self._watcher.run(), "watcher")
         self._spawn(self._heartbeat(), "heartbeat")
         if self.metrics_port is not None:
-            http = HttpEndpoint(self.metrics, self.health, port=self.metrics_port)
+            host = self.config.metrics_host
+            http = HttpEndpoint(self.metrics, self.health, host=host, port=self.metrics_port)
             try:
                 await http.start()
             except OSError as exc:  # the bot is more important than its dashboard
                 log.error(
-                    "health and metrics endpoint not started: port %d: %s",
+                    "health and metrics endpoint not started: %s port %d: %s",
+                    host,
                     self.metrics_port,
                     exc.strerror or exc,
                 )
             else:
                 self.http = http
-                log.info("health and metrics on http://127.0.0.1:%d/metrics", http.port)
+                log.info("health and metrics on http://%s/metrics", http.address)
         await self._publish_lifecycle("startup")
         log.info(
             "kryten-rules %s: %d rules, channel %s, bot %s%s",

@@ -8,6 +8,7 @@ framework would be all weight and no help.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -110,8 +111,16 @@ class HttpEndpoint:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        """Listen on ``host`` (``metrics.host``) and ``port``; ``OSError`` if it cannot."""
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, limit=MAX_REQUEST_LINE
+        )
         self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as a URL writes it (IPv6 in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -121,28 +130,82 @@ class HttpEndpoint:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request.decode("latin-1").split()
-            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
-            if parts[:1] != ["GET"]:
-                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
-            elif path == "/metrics":
-                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self.metrics.render()
-            elif path in ("/health", "/healthz", "/"):
-                data = self.health()
-                status = "200 OK" if data.get("status") == "ok" else "503 Service Unavailable"
-                ctype, body = "application/json", json.dumps(data).encode()
-            else:
-                status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            try:
+                status, ctype, body = await self._answer(reader)
+                oversized = False
+            except _TooLarge as exc:
+                status, ctype, body = exc.status, "text/plain", exc.body
+                oversized = True
             head = (
                 f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
             writer.write(head.encode() + body)
             await writer.drain()
+            if oversized:
+                # Closing with the rest of the request unread would reset the
+                # connection and lose the answer: read (and drop) a bounded rest.
+                writer.write_eof()
+                await _discard(reader)
         except (TimeoutError, ConnectionError, UnicodeDecodeError) as exc:
             log.debug("http: dropped a request: %r", exc)
         finally:
             writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
+        request = await _read_line(reader, "414 URI Too Long", b"request line too long\n")
+        for _ in range(MAX_HEADERS):
+            line = await _read_line(reader, _HEADERS_TOO_LARGE, b"header too long\n")
+            if line in (b"\r\n", b"\n", b""):
+                break
+        else:
+            raise _TooLarge(_HEADERS_TOO_LARGE, b"too many headers\n")
+        parts = request.decode("latin-1").split()
+        path = parts[1].split("?")[0] if len(parts) >= 2 else ""
+        if parts[:1] != ["GET"]:
+            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+        if path == "/metrics":
+            return "200 OK", CONTENT_TYPE_LATEST, self.metrics.render()
+        if path in ("/health", "/healthz", "/"):
+            data = self.health()
+            status = "200 OK" if data.get("status") == "ok" else "503 Service Unavailable"
+            return status, "application/json", json.dumps(data).encode()
+        return "404 Not Found", "text/plain", b"not found\n"
+
+
+MAX_REQUEST_LINE = 8 * 1024  # a scraper's request is a few dozen bytes
+MAX_HEADERS = 100
+_HEADERS_TOO_LARGE = "431 Request Header Fields Too Large"
+
+
+class _TooLarge(Exception):
+    """A request past our bounds: answered with ``status``, never an unhandled error."""
+
+    def __init__(self, status: str, body: bytes) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+async def _read_line(reader: asyncio.StreamReader, status: str, body: bytes) -> bytes:
+    """One line, within 5 s and :data:`MAX_REQUEST_LINE` bytes; ``b""`` at end of input."""
+    try:
+        return await asyncio.wait_for(reader.readuntil(b"\n"), 5)
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial
+    except asyncio.LimitOverrunError:
+        raise _TooLarge(status, body) from None
+
+
+async def _discard(
+    reader: asyncio.StreamReader, limit: int = 1 << 20, timeout: float = 2.0
+) -> None:
+    """Read and drop up to ``limit`` bytes until the client closes or ``timeout`` passes."""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(timeout):
+            seen = 0
+            while seen < limit:
+                chunk = await reader.read(64 * 1024)
+                if not chunk:
+                    return
+                seen += len(chunk)
