@@ -321,13 +321,13 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
         block = root.get(section)
         for name, item in block.items() if block is not None else ():
             durations.append((f"{section}.{name}.{key}", item.get(key)))
-    for where, node in durations:
-        if node is None or (isinstance(node.value, float) and not math.isfinite(node.value)):
+    for where, given in durations:
+        if given is None or (isinstance(given.value, float) and not math.isfinite(given.value)):
             continue  # absent, or reported above
         try:
-            parse_duration(node.value)
+            parse_duration(given.value)
         except DurationRangeError as exc:
-            yield error("bad-duration", f"{where}: {exc}", node.span)
+            yield error("bad-duration", f"{where}: {exc}", given.span)
         except ValueError:
             pass  # the wrong form: the schema reports it
 
