@@ -316,7 +316,7 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
             yield error(
                 "bad-number", f"{node.value!r} is not a finite number", node.span, "write a number"
             )
-    durations = [("reply_max_age", root.get("reply_max_age"))]
+    durations = [(key, root.get(key)) for key in ("reply_max_age", "history_slack")]
     for section, key in (("chains", "deadline"), ("models", "timeout")):
         block = root.get(section)
         for name, item in block.items() if block is not None else ():

@@ -78,10 +78,18 @@ models: {m: {model: openai/x, mock_response: hi}}
         (f"reply_max_age: {BIG}\n", "bad-duration"),
         (f"reply_max_age: '{'9' * 400}d'\n", "bad-duration"),
         ("reply_max_age: .inf\n", "bad-number"),
+        (f"history_slack: {BIG}\n", "bad-duration"),
         ("chains: {default: {models: [m], deadline: .nan}}\n", "bad-number"),
         ("models: {m: {model: openai/x, temperature: .nan}}\n", "bad-number"),
     ],
-    ids=["400-digit-seconds", "400-digit-days", "infinity", "nan-deadline", "nan-temperature"],
+    ids=[
+        "400-digit-seconds",
+        "400-digit-days",
+        "infinity",
+        "400-digit-slack",
+        "nan-deadline",
+        "nan-temperature",
+    ],
 )
 def test_a_bad_number_in_the_config_is_a_diagnostic_and_exit_2(
     tmp_path: Path, extra: str, code: str
