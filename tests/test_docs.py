@@ -218,7 +218,7 @@ def reason_codes() -> set[str]:
         for n in ast.walk(ast.parse(source))
         if isinstance(n, ast.Constant) and isinstance(n.value, str)
     }
-    fixed = {"disabled", "no_match", "vetoed", "probability"}
+    fixed = {"disabled", "no_match", "vetoed", "probability", "state_full"}
     assert fixed <= literals, f"engine.py no longer has {sorted(fixed - literals)}"
     conditions = {s for s in literals if re.fullmatch(r"condition\.[a-z_]+", s)}
     # f"cooldown.{scope}" and f"limit.{scope}.{window}"
