@@ -5,6 +5,10 @@ every filesystem, in containers and over network mounts where inotify is
 absent or silent, and costs nothing at this scale. A change triggers the
 callback once the files have been still for ``settle`` seconds, so an editor
 that writes in several steps causes one reload, not three.
+
+A poll that fails (an unreadable directory, a reload that raised) is retried
+on the next poll; its traceback is logged once a minute per kind of failure,
+not once a second.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+
+from .quietlog import QuietLog
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,7 @@ class FileWatcher:
         self.settle = settle
         self.on_change = on_change
         self._last: Snapshot | None = None
+        self._quiet = QuietLog(log)
 
     async def prime(self) -> None:
         """Take the first snapshot now, so a change made right after start counts."""
@@ -65,5 +72,7 @@ class FileWatcher:
                 await self.on_change()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("watching the rule files failed; will retry")
+            except Exception as exc:
+                self._quiet.exception(
+                    type(exc).__name__, "watching the rule files failed; will retry"
+                )
