@@ -72,7 +72,7 @@ class Decision:
     was true when the event was decided.
     """
 
-    __slots__ = ("_context", "_make_context", "event", "ignored", "rule", "trace")
+    __slots__ = ("_context", "_make_context", "_uncommitted", "event", "ignored", "rule", "trace")
 
     def __init__(
         self,
@@ -88,6 +88,9 @@ class Decision:
         self.ignored = ignored  # why the event never reached the rules (an IgnoreReason)
         self._make_context = make_context
         self._context: dict[str, Any] | None = None
+        # (user key, time) of a firing whose cooldowns and budgets are not yet
+        # spent: see Engine.evaluate(commit=False) and Engine.commit
+        self._uncommitted: tuple[str, float] | None = None
 
     @property
     def fired(self) -> str | None:
@@ -341,9 +344,17 @@ class Engine:
 
     # --- evaluation ------------------------------------------------------------
 
-    def evaluate(self, event: ChatEvent, *, full_trace: bool = False) -> Decision:
+    def evaluate(
+        self, event: ChatEvent, *, full_trace: bool = False, commit: bool = True
+    ) -> Decision:
         """Decide one event. ``full_trace`` lists every rule of the event's kind
         (for ``explain``); otherwise rules whose patterns are absent are left out.
+
+        ``commit=False`` decides without spending the firing rule's cooldowns
+        and budgets: the caller spends them with :meth:`commit` once it knows
+        the reply will be attempted, or drops the decision with its state
+        untouched (the service when it is overloaded). Commit before the next
+        event is evaluated, or that event is decided as if this one had not fired.
 
         This is the hot path of the service and of ``replay``: locals instead of
         attribute lookups, and the commonest case (the first candidate is a plain
@@ -398,16 +409,29 @@ class Engine:
                     order = self._order(kind, present)
                     fired, trace = self._walk(order, key, present, rank, now, False)
         make_context = None
+        uncommitted = None
         if fired is not None:
             if self._sure[fired.index] is None:  # a sure rule has nothing to spend
-                self._spend(fired, key, now)
+                if commit:
+                    self._spend(fired, key, now)
+                else:
+                    uncommitted = (key, now)
             # captured now, built on first read (the room moves on, and a reload may
             # swap the rule set, whose pattern indices `present` refers to)
             make_context = (self._decided_with, text, present, rank, now, room.media, room.lines)
         if kind == "chatmsg" and text:
             room.history.append((user, text))
             room.lines += 1
-        return Decision(event, fired, trace, None, make_context)
+        decision = Decision(event, fired, trace, None, make_context)
+        decision._uncommitted = uncommitted
+        return decision
+
+    def commit(self, decision: Decision) -> None:
+        """Spend what a decision made with ``evaluate(commit=False)`` fired; once only."""
+        pending = decision._uncommitted
+        if pending is not None and decision.rule is not None:
+            decision._uncommitted = None
+            self._spend(decision.rule, *pending)
 
     def _order(self, kind: str, present: Collection[int]) -> list[int]:
         """Every candidate rule of this event, in evaluation order."""
