@@ -173,6 +173,10 @@ class RobotClient:
         self.nc: Any = None
         self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.raw_commands: list[bytes] = []
+        # What kryten-robot 1.12.6 answers a command it sent on; None: no answer
+        # (as it does for another domain). See tests/test_send_outcomes.py for
+        # the real robot's handler in the loop.
+        self.answer: dict[str, Any] | None = {"service": "robot", "success": True}
 
     async def connect(self, url: str) -> RobotClient:
         self.nc = await nats.connect(
@@ -192,7 +196,11 @@ class RobotClient:
 
     async def _on_command(self, msg: Any) -> None:
         self.raw_commands.append(msg.data)
-        self.commands.put_nowait(json.loads(msg.data))
+        command = json.loads(msg.data)
+        self.commands.put_nowait(command)
+        if msg.reply and self.answer is not None:
+            answer = {"command": command.get("command"), "data": {"success": True}, **self.answer}
+            await self.nc.publish(msg.reply, json.dumps(answer).encode())
 
     # --- publishing events ------------------------------------------------------
 

@@ -5,6 +5,11 @@ Only wiring lives here; each stage is its own module. Two rules shape it:
 * Decisions never wait. The NATS callback decodes, filters and evaluates an
   event synchronously (microseconds) and hands a fired decision to a task;
   LLM calls and pacing happen in those tasks, bounded in number.
+* No decision vanishes. A decision that fired is admitted to its lane (model
+  replies and fixed replies each have their own, see ``lanes.py``) before
+  its cooldown and budget are spent; one that does not fit is logged as
+  ``overloaded`` with its state untouched. Every admitted one gets its
+  response-log line once kryten-robot has confirmed or refused its parts.
 * The rule set changes only between two events. A reload builds the new set
   in a worker thread, then swaps it on the event loop in one assignment, so no
   event is lost, handled twice, or seen by half-swapped rules.
@@ -20,11 +25,13 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import nats.errors
 
 from .. import __version__
 from ..clock import Clock, SystemClock
@@ -54,9 +61,21 @@ from ..wire import (
     subscribe_subject,
     userlist_bucket,
 )
+from .delivery import (
+    ROBOT_FAILURES,
+    SHUTDOWN,
+    Delivery,
+    no_answer,
+    no_robot,
+    robot_delivery,
+    send_failed,
+)
 from .embedded import EmbeddedNats
+from .lanes import Lane
 from .metrics import HttpEndpoint, Metrics
+from .outcome import PartOutcomes, Summary
 from .pacing import Outgoing, Pacer
+from .quietlog import QuietLog
 from .responselog import ResponseLog, response_record
 from .watch import FileWatcher
 
@@ -66,7 +85,10 @@ SERVICE = "rules"
 RULES_COMMAND_SUBJECT = "kryten.rules.command"
 RELOAD_SUBJECT = "kryten.events.rules.reload"
 DISCOVERY_SUBJECT = "kryten.service.discovery.poll"
-MAX_PENDING_REPLIES = 64
+MAX_PENDING_REPLIES = 64  # model replies being prepared at once (admitted, not yet queued)
+MAX_PENDING_FIXED = 256  # fixed replies likewise; they take microseconds each
+FIXED_CONCURRENCY = 16
+SEND_TIMEOUT = 2.0  # kryten-robot answers in milliseconds; silence means it ignored us
 
 
 class StartupError(RuntimeError):
@@ -96,6 +118,7 @@ class Bot:
         serve_http: bool = True,
         pacing: tuple[int, float] = (4, 1.0),
         on_decision: Callable[[Decision], None] | None = None,
+        send_timeout: float = SEND_TIMEOUT,
     ) -> None:
         self.config = config
         self.dry_run = config.dry_run if dry_run is None else dry_run
@@ -123,13 +146,23 @@ class Bot:
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._last_reload: dict[str, Any] | None = None
-        self._malformed_logged: dict[str, float] = {}
         self._history_logged = -1e9
         self.intake = Intake(
             bot_name=config.bot_name,
             ignore_users=config.ignore_users,
             slack=config.history_slack,
         )
+        self._quiet = QuietLog(log)
+        self.send_timeout = send_timeout
+        # model replies and fixed ones are admitted separately: a fixed reply
+        # never waits behind model calls
+        self._llm_lane = Lane(
+            "model", limit=MAX_PENDING_REPLIES, concurrency=max(1, config.max_in_flight)
+        )
+        self._fixed_lane = Lane("fixed", limit=MAX_PENDING_FIXED, concurrency=FIXED_CONCURRENCY)
+        self._send_failures = 0
+        self._last_send_failure: dict[str, Any] | None = None
+        self._sending_fails = False  # the robot's latest answer was not a confirmation
         self._subs: list[Any] = []
         self._watcher: FileWatcher | None = None
 
@@ -207,11 +240,18 @@ class Bot:
             on_drop=lambda r: self.metrics.replies_dropped.labels(r).inc(),
         )
         self.pacer.start()
-        if self.config.nats.embedded and not self._nats_url:
-            self.embedded = await asyncio.to_thread(EmbeddedNats().start)
-            log.info("embedded nats-server listening on %s", self.embedded.url)
-        await self._connect()
-        await self._load_ranks()
+        # LiteLLM's import and first-call work (seconds) in a thread, while we connect
+        warming = asyncio.ensure_future(self._prepare_llm())
+        try:
+            if self.config.nats.embedded and not self._nats_url:
+                self.embedded = await asyncio.to_thread(EmbeddedNats().start)
+                log.info("embedded nats-server listening on %s", self.embedded.url)
+            await self._connect()
+            await self._load_ranks()
+            await warming  # before the first event: the first reply is not the slow one
+        finally:
+            if not warming.done():
+                warming.cancel()
         await self._subscribe()
         if self.watch_interval:
             self._watcher = FileWatcher(
@@ -244,6 +284,18 @@ class Bot:
             self.config.bot_name,
             " (dry run)" if self.dry_run else "",
         )
+
+    async def _prepare_llm(self) -> None:
+        """Import and warm up LiteLLM off the event loop (see LiteLLMCompletion.prepare)."""
+        if not self.config.models or self.chains is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            await self.chains.prepare()
+        except Exception as exc:  # the calls will fail and say why; the bot still starts
+            log.error("preparing LiteLLM failed: %s: %s", type(exc).__name__, exc)
+            return
+        log.info("LiteLLM ready in %.1fs", time.perf_counter() - t0)
 
     async def _connect(self) -> None:
         import nats
@@ -344,7 +396,10 @@ class Bot:
             await asyncio.wait(busy, timeout=grace)
         if self.pacer is not None:
             await self.pacer.drain(timeout=max(0.5, grace / 2))
-            await self.pacer.stop()
+            await self.pacer.stop()  # what is still queued gets the outcome "shutdown"
+        busy = [t for t in self._tasks if t.get_name() == "respond"]
+        if busy:  # their parts all have outcomes now: let them write their lines
+            await asyncio.wait(busy, timeout=0.5)
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -383,13 +438,7 @@ class Bot:
 
     def _log_malformed(self, reason: str) -> None:
         self.metrics.malformed.labels(reason).inc()
-        now = time.monotonic()
-        if now - self._malformed_logged.get(reason, -1e9) > 60:
-            self._malformed_logged[reason] = now
-            log.warning(
-                "skipped a malformed event: %s (repeats are counted, not logged, for a minute)",
-                reason,
-            )
+        self._quiet.warning(f"malformed:{reason}", "skipped a malformed event: %s", reason)
 
     def _note_ignored(self, ignored: Ignored) -> None:
         """Count an event the intake left out; say so once a minute for replayed history,
@@ -410,7 +459,7 @@ class Bot:
         try:
             self.handle(msg.subject, msg.data)
         except Exception:  # a bug of ours must not stop the subscription
-            log.exception("event on %s could not be handled", msg.subject)
+            self._quiet.exception("handle", "event on %s could not be handled", msg.subject)
 
     def handle(self, subject: str, data: bytes) -> Decision | None:
         """Decode, filter and decide one event; start the reply if a rule fired."""
@@ -433,7 +482,8 @@ class Bot:
         if isinstance(chat, Ignored):
             self._note_ignored(chat)
             return None
-        decision = engine.evaluate(replace(chat, at=now))
+        # decided without spending: only an admitted reply spends its cooldown and budget
+        decision = engine.evaluate(replace(chat, at=now), commit=False)
         self.metrics.decision_latency.observe(time.perf_counter() - t0)
         if decision.ignored:
             self.metrics.ignored.labels(decision.ignored).inc()
@@ -444,23 +494,111 @@ class Bot:
         if self.on_decision is not None:
             self.on_decision(decision)
         if decision.fired is not None:
-            if self._pending >= MAX_PENDING_REPLIES:
-                log.warning(
-                    "too many replies in progress: dropped %s for %s", decision.fired, chat.user
-                )
-                self.metrics.replies_dropped.labels("overloaded").inc()
-            else:
-                self._pending += 1
-                self.metrics.in_flight.inc()
-                self._spawn(self._respond(decision, engine.ruleset), "respond")
+            self._dispatch(decision, engine)
         return decision
+
+    def _lane(self, decision: Decision) -> Lane:
+        rule = decision.rule
+        assert rule is not None
+        return self._llm_lane if rule.needs_llm and not decision.shadow else self._fixed_lane
+
+    def _no_room(self, lane: Lane) -> str | None:
+        """Why a reply cannot be admitted now, or None.
+
+        Besides its lane's limit, the send queue must have room for one more
+        message than the replies already being prepared will put in it.
+        """
+        assert self.pacer is not None
+        if not lane.has_room():
+            return f"{lane.admitted} {lane.name} replies in progress (the limit)"
+        preparing = self._llm_lane.admitted + self._fixed_lane.admitted
+        if self.pacer.room <= preparing:
+            return (
+                f"the send queue is full ({self.pacer.pending} queued, "
+                f"{preparing} replies being prepared)"
+            )
+        return None
+
+    def _dispatch(self, decision: Decision, engine: Engine) -> None:
+        """Admit a fired decision and spend its state, or log it as overloaded, unspent."""
+        assert self.pacer is not None and decision.rule is not None
+        lane = self._lane(decision)
+        why = self._no_room(lane)
+        if why is not None:
+            self.metrics.replies_dropped.labels("overloaded").inc()
+            self._quiet.warning(
+                "overloaded",
+                "overloaded, %s: not answering %s for %s (its cooldown and budget are not spent)",
+                why,
+                decision.rule.id,
+                decision.event.user,
+            )
+            via = self._via(decision.rule.respond_via, decision.event)
+            self._log_response(
+                decision, None, None, [], via, False, 0.0, None, Summary("overloaded", 0, why)
+            )
+            return
+        engine.commit(decision)
+        lane.admit()
+        self._pending += 1
+        self.metrics.in_flight.inc()
+        self._spawn(self._reply(decision, engine.ruleset, lane, self.pacer.now()), "respond")
 
     # --- replies ------------------------------------------------------------------
 
-    async def _respond(self, decision: Decision, ruleset: RuleSet) -> None:
-        assert self.pacer is not None and self.chains is not None
-        received = self.pacer.now()
+    async def _reply(
+        self, decision: Decision, ruleset: RuleSet, lane: Lane, received: float
+    ) -> None:
+        """One admitted reply: prepare it in its lane, wait for its parts' outcomes, log it.
+
+        The lane's slot is held only while preparing; waiting for the pacer
+        and the robot holds nothing but this task (bounded by the send queue).
+        """
         t0 = time.perf_counter()
+        prepared: _Prepared | None = None
+        summary: Summary | None = None
+        try:
+            try:
+                async with lane.slot:
+                    prepared = await self._respond(decision, ruleset, received)
+            finally:
+                lane.release()
+            if prepared.sends is not None:
+                summary = await prepared.sends.wait()
+            self._finish(decision, prepared, summary, time.perf_counter() - t0)
+        except asyncio.CancelledError:  # shutdown: still say what became of it
+            if prepared is not None and prepared.sends is not None:
+                done = prepared.sends.summary()
+                summary = Summary(SHUTDOWN, done.parts_sent, "the service stopped")
+            else:
+                summary = Summary(SHUTDOWN, 0, "the service stopped before the reply was ready")
+            prepared = prepared or _Prepared(None, None, [], "", None, None)
+            self._finish(decision, prepared, summary, time.perf_counter() - t0)
+            raise
+        except Exception:
+            self._quiet.exception("reply", "rule %s: logging the reply failed", decision.fired)
+        finally:
+            self._pending -= 1
+            self.metrics.in_flight.dec()
+
+    def _finish(
+        self, decision: Decision, p: _Prepared, summary: Summary | None, took: float
+    ) -> None:
+        if summary is None:  # nothing was sent: dry run, shadow, silent, or a failure
+            if p.outcome is not None:
+                outcome = p.outcome
+            elif not p.parts:
+                outcome = "silent"
+            else:
+                outcome = "shadow" if decision.shadow else "dry_run"
+            summary = Summary(outcome, 0)
+        self._log_response(
+            decision, p.prompt_hash, p.result, p.parts, p.via, summary.sent, took, p.error, summary
+        )
+
+    async def _respond(self, decision: Decision, ruleset: RuleSet, received: float) -> _Prepared:
+        """Render, call the chain, clean and split; hand the parts to the pacer."""
+        assert self.pacer is not None and self.chains is not None
         rule = decision.rule
         assert rule is not None
         result: ChainResult | None = None
@@ -490,30 +628,25 @@ class Bot:
             )
             via = self._via(rule.respond_via, decision.event)
             send = bool(parts) and not self.dry_run and not decision.shadow
-            if send:
+            sends = PartOutcomes(len(parts)) if send else None
+            if sends is not None:
                 for i, part in enumerate(parts):
                     self.pacer.submit(
                         Outgoing(
-                            self._sender(via, decision.event.user, part),
+                            self._sender(via, decision.event.user, part, sends, i),
                             received,
                             f"{rule.id} part {i + 1}",
+                            sends.recorder(i),
                         )
                     )
-            self._log_response(
-                decision,
-                rendered.prompt_hash,
-                result,
-                parts,
-                via,
-                send,
-                time.perf_counter() - t0,
-                rendered.error,
+            return _Prepared(rendered.prompt_hash, result, parts, via, sends, rendered.error)
+        except Exception as exc:
+            self._quiet.exception(
+                f"prepare:{rule.id}", "rule %s: preparing the reply failed", rule.id
             )
-        except Exception:
-            log.exception("rule %s: preparing the reply failed", rule.id)
-        finally:
-            self._pending -= 1
-            self.metrics.in_flight.dec()
+            via = self._via(rule.respond_via, decision.event)
+            error = f"{type(exc).__name__}: {exc}"
+            return _Prepared(None, result, [], via, None, error[:300], "error")
 
     @staticmethod
     def _via(respond_via: str, event: ChatEvent) -> str:
@@ -521,18 +654,64 @@ class Bot:
             return "pm" if event.kind == "pm" else "chat"
         return respond_via
 
-    def _sender(self, via: str, user: str, text: str) -> Callable[[], Any]:
+    def _sender(
+        self, via: str, user: str, text: str, sends: PartOutcomes, index: int
+    ) -> Callable[[], Awaitable[Delivery]]:
         cy = self.config.cytube
 
-        async def send() -> None:
+        async def send() -> Delivery:
+            skipped = sends.skip_reason(index)  # an earlier part failed: do not send the rest
+            if skipped is not None:
+                return skipped
             if via == "pm":
                 data = pm_command(user, text, domain=cy.domain, channel=cy.channel)
             else:
                 data = say_command(text, domain=cy.domain, channel=cy.channel)
-            await self.nc.publish(COMMAND_SUBJECT, data)
-            self.metrics.replies.labels(via).inc()
+            delivery = await self._ask_robot(data)
+            self._note_delivery(delivery, via)
+            return delivery
 
         return send
+
+    async def _ask_robot(self, data: bytes) -> Delivery:
+        """Send one command as a request; only the robot's confirmation counts as sent."""
+        cy = self.config.cytube
+        try:
+            answer = await self.nc.request(COMMAND_SUBJECT, data, timeout=self.send_timeout)
+        except nats.errors.NoRespondersError:
+            return no_robot()
+        except nats.errors.TimeoutError:
+            return no_answer(self.send_timeout, domain=cy.domain, channel=cy.channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # not connected, draining, ...
+            return send_failed(exc)
+        return robot_delivery(answer.data)
+
+    def _note_delivery(self, delivery: Delivery, via: str) -> None:
+        """Count a message's outcome; remember failures for health."""
+        if delivery.sent:
+            self.metrics.replies.labels(via).inc()
+            self._sending_fails = False
+            return
+        if delivery.status not in ROBOT_FAILURES:
+            return
+        self.metrics.send_failures.labels(delivery.status).inc()
+        self._send_failures += 1
+        self._sending_fails = True
+        self._last_send_failure = {
+            "at": datetime.now(UTC).isoformat(),
+            "reason": delivery.status,
+            "error": delivery.error,
+            "hint": delivery.hint,
+        }
+        self._quiet.warning(
+            f"send:{delivery.status}",
+            "kryten-robot did not send a message (%s): %s; %s",
+            delivery.status,
+            delivery.error,
+            delivery.hint or "see the robot's log",
+        )
 
     def _log_response(
         self,
@@ -544,6 +723,7 @@ class Bot:
         sent: bool,
         took: float,
         error: str | None,
+        summary: Summary,
     ) -> None:
         record = response_record(
             decision,
@@ -556,10 +736,18 @@ class Bot:
             dry_run=self.dry_run,
             took=took,
             error=error,
+            outcome=summary.outcome,
+            parts_sent=summary.parts_sent,
+            send_error=summary.error,
+            hint=summary.hint,
         )
-        self.responses.write(record)
-        would = parts or record["mode"] == "shadow"  # shadow rules never call the model
-        verb = "replied" if sent else ("would reply" if would else "stayed silent")
+        self.metrics.outcomes.labels(summary.outcome).inc()
+        if not self.responses.write(record) and self.responses.path is not None:
+            self.metrics.log_write_errors.inc()
+        verbs = {"sent": "replied", "dry_run": "would reply", "shadow": "would reply"}
+        verb = verbs.get(summary.outcome) or (
+            "stayed silent" if summary.outcome == "silent" else f"not sent: {summary.outcome}"
+        )
         log.info(
             "%s -> %s %s (%s%s)",
             record["user"],
@@ -659,9 +847,12 @@ class Bot:
             await self._publish_lifecycle("startup")
 
     def health(self) -> dict[str, Any]:
+        """``degraded`` also while kryten-robot's latest answer was not a confirmation:
+        the bot is mute then, and ``last_send_failure`` says why and what to check."""
         connected = bool(self.nc is not None and self.nc.is_connected)
+        ok = connected and self.engine is not None and not self._sending_fails
         return {
-            "status": "ok" if connected and self.engine is not None else "degraded",
+            "status": "ok" if ok else "degraded",
             "service": SERVICE,
             "version": __version__,
             "nats_connected": connected,
@@ -670,6 +861,9 @@ class Bot:
             "uptime_seconds": round(self.clock.now() - self.started_at, 3),
             "replies_in_progress": self._pending,
             "send_queue": self.pacer.pending if self.pacer else 0,
+            "sending": "failing" if self._sending_fails else "ok",
+            "send_failures": self._send_failures,
+            "last_send_failure": self._last_send_failure,
             "dry_run": self.dry_run,
         }
 
@@ -731,6 +925,19 @@ class Bot:
         if msg.reply:
             with contextlib.suppress(Exception):
                 await msg.respond(mask_credentials(json.dumps(reply, default=str)).encode())
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A reply made ready: what the response log needs, and its parts' outcomes."""
+
+    prompt_hash: str | None
+    result: ChainResult | None
+    parts: list[str]
+    via: str
+    sends: PartOutcomes | None  # None: nothing handed to the pacer
+    error: str | None
+    outcome: str | None = None  # known without sending ("error")
 
 
 def _short(d: Diagnostic) -> str:

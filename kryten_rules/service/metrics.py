@@ -79,6 +79,23 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.send_failures = Counter(
+            "kryten_rules_send_failures_total",
+            "Messages kryten-robot did not confirm (refused, no answer, no robot), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.outcomes = Counter(
+            "kryten_rules_reply_outcomes_total",
+            "Decisions that fired, by what became of them (one per response-log line).",
+            ["outcome"],
+            registry=r,
+        )
+        self.log_write_errors = Counter(
+            "kryten_rules_response_log_errors_total",
+            "Response-log lines that could not be written.",
+            registry=r,
+        )
         self.reloads = Counter(
             "kryten_rules_reloads_total", "Rule reloads, by outcome.", ["outcome"], registry=r
         )

@@ -1,5 +1,12 @@
 """The JSONL response log: one line per decision that fired.
 
+Every decision that fired gets its line, whatever became of it: ``outcome``
+says what (``sent``, ``dry_run``, ``shadow``, ``silent``, ``overloaded``,
+``error``, or why the message did not reach the channel: ``refused``,
+``no_answer``, ``no_robot``, ``too_old``, ``queue_full``, ...), and ``sent``
+is true only when kryten-robot confirmed every part. A line is written once
+that outcome is known, so it never guesses.
+
 Every line is whole or absent. Each is written with one ``os.write`` on a file
 descriptor opened with ``O_APPEND`` (so lines of concurrent writers never
 interleave); a write the kernel cuts short (a full disk, a file-size limit) is
@@ -7,6 +14,9 @@ taken back by truncating the file to its size before the write, so a reader
 never meets half a JSON line. Values come from the pipeline, never from the
 environment; URLs in them (a model's error naming its ``api_base``) are masked
 by :func:`kryten_rules.redact.mask_credentials`.
+
+A log that cannot be written is an ERROR once a minute per kind of failure
+(:class:`~kryten_rules.service.quietlog.QuietLog`), not one per decision.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from typing import Any
 from ..engine import Decision
 from ..llm.chain import ChainResult
 from ..redact import mask_credentials
+from .quietlog import QuietLog
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +49,10 @@ def response_record(
     dry_run: bool,
     took: float,
     error: str | None,
+    outcome: str | None = None,
+    parts_sent: int = 0,
+    send_error: str | None = None,
+    hint: str | None = None,
 ) -> dict[str, Any]:
     """One line of the response log: who, which rule and why, which model, what was said."""
     ev = decision.event
@@ -74,6 +89,10 @@ def response_record(
         "via": via,
         "parts": parts,
         "sent": sent,
+        "outcome": outcome or ("sent" if sent else "silent"),
+        "parts_sent": parts_sent,
+        "send_error": send_error,
+        "hint": hint,
         "dry_run": dry_run,
         "error": error,
     }
@@ -87,6 +106,7 @@ class ResponseLog:
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
+        self._quiet = QuietLog(log)
 
     def open(self) -> None:
         """Create the directory and check the file can be appended to.
@@ -109,7 +129,9 @@ class ResponseLog:
             try:
                 fd = os.open(self.path, self._FLAGS, 0o644)
             except OSError as exc:
-                log.error("response log %s: %s", self.path, exc.strerror or exc)
+                self._quiet.error(
+                    f"open:{exc.errno}", "response log %s: %s", self.path, exc.strerror or exc
+                )
                 return False
             try:
                 return self._append(fd, data)
@@ -121,14 +143,16 @@ class ResponseLog:
         try:
             written = os.write(fd, data)
         except OSError as exc:  # nothing, or an unknown part, was written
-            reason = exc.strerror or str(exc)
+            reason, kind = exc.strerror or str(exc), f"errno:{exc.errno}"
         else:
             if written == len(data):
                 return True
-            reason = f"short write ({written} of {len(data)} bytes)"
+            reason, kind = f"short write ({written} of {len(data)} bytes)", "short"
         try:
             os.ftruncate(fd, before)  # take back what part of the line got through
         except OSError as exc:
-            log.error("response log %s: cannot remove a partial line: %s", self.path, exc)
-        log.error("response log %s: line not written: %s", self.path, reason)
+            self._quiet.error(
+                "truncate", "response log %s: cannot remove a partial line: %s", self.path, exc
+            )
+        self._quiet.error(kind, "response log %s: line not written: %s", self.path, reason)
         return False

@@ -25,6 +25,15 @@ Requests (``op`` selects):
   lists ``[bucket, key, value_b64]``.
 
 Any failure answers ``{"error": "..."}`` for that request only.
+
+``robot_probe.py --serve`` instead plays the robot's command side on a real
+NATS server: it reads one line ``{"url", "domain", "channel",
+"commands_enabled"}``, connects kryten's own ``NatsClient``, starts a real
+``RobotCommandHandler`` on ``kryten.robot.command`` (with a real
+``CytubeEventSender`` over a fake socket when commands are enabled, and no
+sender when they are not, as ``kryten.__main__`` wires it), prints
+``{"ready": true}``, then one ``{"emitted": [event, data]}`` line per frame
+sent to CyTube, until stdin closes.
 """
 
 from __future__ import annotations
@@ -65,6 +74,47 @@ class FakeConnector:
     def __init__(self) -> None:
         self.is_connected = True
         self._socket = FakeSocket()
+
+
+class PrintingSocket(FakeSocket):
+    """A FakeSocket that also reports each frame on stdout (serve mode)."""
+
+    async def emit(self, event: str, data: Any, *args: Any, **kwargs: Any) -> None:
+        self.emitted.append([event, data])
+        _print({"emitted": [event, data]})
+
+
+def _print(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+async def serve(req: dict[str, Any]) -> None:
+    """The real command handler on a real NATS connection, until stdin closes."""
+    from kryten.config import NatsConfig
+    from kryten.nats_client import NatsClient
+
+    nats_client = NatsClient(NatsConfig(servers=[req["url"]], max_reconnect_attempts=0), LOG)
+    await nats_client.connect()
+    config = SimpleNamespace(
+        cytube=SimpleNamespace(domain=req["domain"], channel=req["channel"]),
+        health=SimpleNamespace(enabled=False),
+    )
+    connector = FakeConnector()
+    connector._socket = PrintingSocket()
+    # kryten.__main__ makes a sender only when config.commands.enabled (default false)
+    sender = CytubeEventSender(connector, LOG) if req["commands_enabled"] else None
+    handler = RobotCommandHandler(
+        nats_client=nats_client, logger=LOG, version="probe", config=config, sender=sender
+    )
+    await handler.start()
+    await nats_client._nc.flush()
+    _print({"ready": True})
+    loop = asyncio.get_running_loop()
+    while await loop.run_in_executor(None, sys.stdin.readline):
+        pass
+    await handler.stop()
+    await nats_client.disconnect()
 
 
 class FakeNats:
@@ -170,6 +220,9 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--serve"]:
+        asyncio.run(serve(json.loads(sys.stdin.readline())))
+        return
     for line in sys.stdin:
         if not line.strip():
             continue
