@@ -128,7 +128,9 @@ class ChainRunner:
             raise ValueError("breaker_threshold must be at least 1")
         self.models = dict(models)
         self.chains = dict(chains)
-        self._completion: Completion = completion if completion is not None else LiteLLMCompletion()
+        self._completion: Completion = (
+            completion if completion is not None else LiteLLMCompletion(warm=models.values())
+        )
         self._semaphore = asyncio.Semaphore(max_in_flight)
         self._breaker_threshold = breaker_threshold
         self._breaker_cooloff = breaker_cooloff
