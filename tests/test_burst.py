@@ -138,3 +138,26 @@ async def test_fixed_replies_do_not_wait_behind_model_calls(
         assert ping["outcome"] == "sent" and ping["sent"] is True
     finally:
         await bot.stop(grace=0.2)
+
+
+def test_an_uncommitted_decision_spends_nothing_until_committed(tmp_path: Path) -> None:
+    from kryten_rules import VirtualClock, load_ruleset
+    from kryten_rules.engine import Engine
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "kryten_rules: 1\nrules:\n"
+        "  - {id: a, match: {any: [foo]}, cooldown: {user: 1m}, limit: {per_hour: 5}, reply: hi}\n",
+        encoding="utf-8",
+    )
+    clock = VirtualClock()
+    engine = Engine(load_ruleset([rules], bot_name="kryten"), clock=clock)
+    event = ChatEvent("chatmsg", "alice", "foo", at=0.0)
+    first = engine.evaluate(event, commit=False)
+    assert first.fired == "a"
+    assert engine.evaluate(event, commit=False).fired == "a"  # nothing was spent
+    assert engine.state.count_since(("count_rule", "a"), -1) == 0
+    engine.commit(first)
+    engine.commit(first)  # once only
+    assert engine.state.count_since(("count_rule", "a"), -1) == 1
+    assert engine.evaluate(event, commit=False).blocked == "cooldown.user"

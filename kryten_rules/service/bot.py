@@ -63,6 +63,7 @@ from ..wire import (
 )
 from .delivery import (
     ROBOT_FAILURES,
+    SEND_FAILED,
     SHUTDOWN,
     Delivery,
     no_answer,
@@ -681,6 +682,8 @@ class Bot:
         except nats.errors.NoRespondersError:
             return no_robot()
         except nats.errors.TimeoutError:
+            if not self.nc.is_connected:  # the answer was lost with the connection
+                return Delivery(SEND_FAILED, "the NATS connection dropped before the answer")
             return no_answer(self.send_timeout, domain=cy.domain, channel=cy.channel)
         except asyncio.CancelledError:
             raise
