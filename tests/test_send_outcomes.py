@@ -220,7 +220,7 @@ async def test_a_refusal_is_not_sent_and_says_which_robot_setting_to_check(
 async def test_a_robot_for_another_domain_never_answers(
     real_robot: RobotFactory, start_bot: Any, events: RobotClient, config_path: Path
 ) -> None:
-    # DESIGN.md: the robot compares meta.domain exactly, port included
+    # kryten-robot compares meta.domain exactly, port included
     robot = await real_robot(domain=f"{DOMAIN}:443", commands_enabled=True)
     bot = await start_bot(send_timeout=0.5)
     await events.add_user("mod", 2)
