@@ -15,16 +15,31 @@ says, not to run code. So templates:
 from __future__ import annotations
 
 import difflib
-import math
-import re
+import types
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .templatelimits import (
+    MAX_ITERATIONS,
+    MAX_OUTPUT_CHARS,
+    MAX_WIDTH,
+    int_power_problem,
+    int_product_problem,
+    joined_length,
+    loop_problems,
+    node_problems,
+    percent_format_problem,
+    replaced_length,
+    str_format_problem,
+    str_method_problem,
+)
 
 # docs/rules.md "Template variables", with the attributes each structured one has.
 VARIABLES: dict[str, frozenset[str] | None] = {
@@ -40,7 +55,6 @@ VARIABLES: dict[str, frozenset[str] | None] = {
     "rule": frozenset({"id", "description"}),
     "now": None,
 }
-MAX_OUTPUT_CHARS = 20_000  # a prompt longer than this is a template bug (or an attack)
 MAX_RANGE = 1_000  # like Jinja's own sandbox constant, but tighter: prompts are small
 
 
@@ -58,28 +72,54 @@ class TemplateProblem(Exception):
         self.needle = needle  # the text the problem is about, to find its column
 
 
-MAX_POWER = 64  # exponents beyond this are not prompt arithmetic
-MAX_WIDTH = 999  # widths in format specs and padding filters
-# A per-render budget of `range` items: nested loops multiply, a per-call cap does not.
+# Per-render budgets: nested loops multiply, a per-call cap does not.
 _range_budget: ContextVar[int] = ContextVar("range_budget", default=MAX_RANGE * 10)
-_WIDE_FORMAT = re.compile(r"\{[^}]*\d{4,}[^}]*\}|%[-+ #0*]*\d{4,}")
+_loop_budget: ContextVar[int] = ContextVar("loop_budget", default=MAX_ITERATIONS)
 
 
-def _too_big(value: Any) -> bool:
-    return isinstance(value, str | list | tuple) and len(value) > MAX_OUTPUT_CHARS
+def _refuse(problem: str | None) -> None:
+    if problem:
+        raise SecurityError(problem)
+
+
+def _charge_loop(items: int) -> None:
+    left = _loop_budget.get() - items
+    if left < 0:
+        raise SecurityError(f"the loops run more than {MAX_ITERATIONS:,} times in one render")
+    _loop_budget.set(left)
+
+
+def _counted(iterable: Any) -> Iterator[Any]:
+    for item in iterable:
+        _charge_loop(1)
+        yield item
+
+
+class _Codegen(CodeGenerator):
+    """Jinja's code generator, with every ``{% for %}`` iterable passed through
+    ``environment.loop_items`` so loops draw on one per-render budget."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        guard = nodes.EnvironmentAttribute("loop_items", lineno=node.lineno)
+        node.iter = nodes.Call(guard, [node.iter], [], None, None, lineno=node.lineno)
+        super().visit_For(node, frame)
 
 
 class _Env(ImmutableSandboxedEnvironment):
-    """The sandbox, tightened.
+    """The sandbox, tightened (the limits are in ``templatelimits.py``).
 
     * no private attributes, even through ``attr()`` or ``[...]``;
     * ``*``, ``**`` and ``%`` go through :meth:`call_binop` with size limits (and
       are therefore never folded at parse time, so ``validate`` cannot be made to
       compute ``10 ** 10 ** 10``);
-    * format strings and padding filters refuse huge widths before allocating.
+    * every call goes through :meth:`call`, which sizes what ``zfill``,
+      ``ljust``, ``replace``, ``join``, ... would build before they build it;
+    * format strings and padding filters refuse huge and ``*`` widths;
+    * every loop draws on one per-render item budget (:meth:`loop_items`).
     """
 
     intercepted_binops = frozenset({"*", "**", "%"})
+    code_generator_class = _Codegen
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr.startswith("_"):
@@ -88,8 +128,7 @@ class _Env(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_POWER:
-                raise SecurityError(f"exponent {right!r} is too large")
+            _refuse(int_power_problem(left, right))
             return left**right
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
@@ -99,10 +138,24 @@ class _Env(ImmutableSandboxedEnvironment):
                     and (len(seq) * n > MAX_OUTPUT_CHARS)
                 ):
                     raise SecurityError("repetition result is too long")
+            _refuse(int_product_problem(left, right))
             return left * right
-        if isinstance(left, str) and _WIDE_FORMAT.search(left):  # '%' formatting
-            raise SecurityError("format width is too large")
+        if isinstance(left, str):  # '%' formatting
+            _refuse(percent_format_problem(left))
         return left % right
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Size a str method's result from its arguments before running it."""
+        owner = getattr(obj, "__self__", None)
+        if isinstance(owner, str) and isinstance(obj, types.BuiltinMethodType):
+            name = obj.__name__
+            _refuse(str_method_problem(owner, name, args, kwargs))
+            if name == "join" and args:
+                items = list(args[0])  # once: it may be an iterator
+                if joined_length(owner, items) > max(MAX_OUTPUT_CHARS, len(owner)):
+                    raise SecurityError("join result is too long")
+                args = (items, *args[1:])
+        return super().call(context, obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Any:
         """``'...'.format(...)`` in a template: refuse huge widths before formatting."""
@@ -112,11 +165,21 @@ class _Env(ImmutableSandboxedEnvironment):
         fmt = getattr(value, "__self__", "")
 
         def checked(*args: Any, **kwargs: Any) -> str:
-            if isinstance(fmt, str) and _WIDE_FORMAT.search(fmt):
-                raise SecurityError("format width is too large")
-            return wrapped(*args, **kwargs)
+            if isinstance(fmt, str):
+                _refuse(str_format_problem(fmt))
+            return str(wrapped(*args, **kwargs))
 
         return checked
+
+    def loop_items(self, iterable: Any) -> Any:
+        """What a ``{% for %}`` iterates over, charged to the render's loop budget:
+        all at once when its length is known, else item by item."""
+        try:
+            size = len(iterable)
+        except TypeError:
+            return _counted(iterable)
+        _charge_loop(size)
+        return iterable
 
 
 def _safe_range(*args: int) -> range:
@@ -130,29 +193,79 @@ def _safe_range(*args: int) -> range:
     return r
 
 
-def _bounded(name: str, width_arg: int, default: int) -> Any:
-    """A padding filter that refuses widths that would allocate megabytes."""
-    from jinja2 import filters
-
-    original = getattr(filters, f"do_{name}")
+def _guarded_filter(original: Any, check: Any) -> Any:
+    """``original`` (a Jinja filter), refusing the calls for which ``check(args, kwargs)``
+    names a problem. ``check`` sees the filter's own arguments (the value first),
+    without the environment or eval context Jinja passes some filters; the
+    filter's pass-context marker is kept so Jinja still passes it."""
+    marker = getattr(original, "jinja_pass_arg", None)
+    skip = 0 if marker is None else 1
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        width = kwargs.get("width", args[width_arg] if len(args) > width_arg else default)
-        if isinstance(width, int) and width > MAX_WIDTH:
-            raise SecurityError(f"{name} width {width} is too large")
-        if isinstance(width, str) and len(width) > MAX_WIDTH:
-            raise SecurityError(f"{name} prefix is too long")
+        _refuse(check(args[skip:], kwargs))
         return original(*args, **kwargs)
 
+    if marker is not None:
+        wrapper.jinja_pass_arg = marker  # type: ignore[attr-defined]
     return wrapper
 
 
-def _safe_format(value: str, *args: Any, **kwargs: Any) -> str:
-    if isinstance(value, str) and _WIDE_FORMAT.search(value):
-        raise SecurityError("format width is too large")
-    from jinja2 import filters
+def _width_check(name: str, default: int) -> Any:
+    """A check for a filter whose second argument is a result width (or a prefix)."""
 
-    return filters.do_format(value, *args, **kwargs)
+    def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        width = kwargs.get("width", args[1] if len(args) > 1 else default)
+        if isinstance(width, int) and width > MAX_WIDTH:
+            return f"{name} width {width} is too large (limit {MAX_WIDTH})"
+        if isinstance(width, str) and len(width) > MAX_WIDTH:
+            return f"{name} prefix is too long"
+        return None
+
+    return check
+
+
+def _format_check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    return percent_format_problem(args[0]) if args and isinstance(args[0], str) else None
+
+
+def _replace_check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    # replace(s, old, new, count=None), on str() of each, as Jinja does
+    if len(args) < 3:
+        return None
+    s, old, new = (str(a) for a in args[:3])
+    count = args[3] if len(args) > 3 else kwargs.get("count")
+    count = count if isinstance(count, int) else -1
+    if replaced_length(s, old, new, count) > max(MAX_OUTPUT_CHARS, len(s)):
+        return "replace result is too long"
+    return None
+
+
+def _count_check(name: str, key: str) -> Any:
+    """batch(value, n, fill_with) and slice(value, n, fill_with) build n lists."""
+
+    def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        n = args[1] if len(args) > 1 else kwargs.get(key)
+        if isinstance(n, int) and n > MAX_WIDTH:
+            return f"{name}({n}) is too large (limit {MAX_WIDTH})"
+        return None
+
+    return check
+
+
+def _safe_join(original: Any) -> Any:
+    """The join filter, sizing the result before building it."""
+    from jinja2.filters import make_attrgetter
+
+    def join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        if attribute is not None:
+            value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+        items = [str(x) for x in value]
+        if joined_length(str(d), items) > MAX_OUTPUT_CHARS:
+            raise SecurityError("join result is too long")
+        return original(eval_ctx, items, d)
+
+    join.jinja_pass_arg = original.jinja_pass_arg  # type: ignore[attr-defined]
+    return join
 
 
 @cache
@@ -167,39 +280,16 @@ def environment() -> _Env:
     )
     env.globals.clear()
     env.globals["range"] = _safe_range
-    env.filters["format"] = _safe_format
-    env.filters["center"] = _bounded("center", 1, 80)
-    env.filters["indent"] = _bounded("indent", 1, 4)
-    # wordwrap(environment, s, width=79, ...): pass_environment shifts the arguments
-    wordwrap = _bounded("wordwrap", 2, 79)
-    wordwrap.jinja_pass_arg = env.filters["wordwrap"].jinja_pass_arg
-    env.filters["wordwrap"] = wordwrap
+    f = env.filters
+    f["format"] = _guarded_filter(f["format"], _format_check)
+    f["center"] = _guarded_filter(f["center"], _width_check("center", 80))
+    f["indent"] = _guarded_filter(f["indent"], _width_check("indent", 4))
+    f["wordwrap"] = _guarded_filter(f["wordwrap"], _width_check("wordwrap", 79))
+    f["replace"] = _guarded_filter(f["replace"], _replace_check)
+    f["batch"] = _guarded_filter(f["batch"], _count_check("batch", "linecount"))
+    f["slice"] = _guarded_filter(f["slice"], _count_check("slice", "slices"))
+    f["join"] = _safe_join(f["join"])
     return env
-
-
-def _const_number(node: nodes.Node) -> float | None:
-    """The value of constant arithmetic, computed without ever computing a huge number."""
-    if isinstance(node, nodes.Const):
-        v = node.value
-        return v if isinstance(v, int | float) and not isinstance(v, bool) else None
-    if isinstance(node, nodes.Neg | nodes.Pos):
-        v = _const_number(node.node)
-        return None if v is None else (-v if isinstance(node, nodes.Neg) else v)
-    if isinstance(node, nodes.Pow | nodes.Mul | nodes.Add | nodes.Sub):
-        left, right = _const_number(node.left), _const_number(node.right)
-        if left is None or right is None:
-            return None
-        if math.isinf(left) or math.isinf(right):
-            return math.inf
-        if isinstance(node, nodes.Pow):
-            if abs(right) > MAX_POWER or abs(left) > 1e6:
-                return math.inf
-            power: float = float(left) ** right  # int ** negative is a float too
-            return power
-        if isinstance(node, nodes.Mul):
-            return float(left) * right
-        return float(left) + right if isinstance(node, nodes.Add) else float(left) - right
-    return None
 
 
 def _walk(ast: nodes.Template) -> Iterator[nodes.Node]:
@@ -221,6 +311,7 @@ class _Findings:
         self.declared: set[str] = set()
         self.attrs: list[nodes.Getattr] = []
         add = self.problems.append
+        limits_broken: set[tuple[int, str]] = set()
         for node in _walk(ast):
             if isinstance(node, nodes.Name):
                 if node.ctx == "load":
@@ -285,34 +376,12 @@ class _Findings:
                 self.declared.add("loop")
             elif isinstance(node, nodes.Macro | nodes.CallBlock):
                 self.declared.update(("caller", "varargs", "kwargs"))
-            elif isinstance(node, nodes.Pow):
-                exp = _const_number(node.right)
-                if exp is not None and abs(exp) > MAX_POWER:
-                    add(
-                        TemplateProblem(
-                            "template-unsafe",
-                            f"exponent is too large (limit {MAX_POWER})",
-                            node.lineno,
-                            needle="**",
-                        )
-                    )
-            elif isinstance(node, nodes.Mul):
-                for side, other in ((node.left, node.right), (node.right, node.left)):
-                    n = _const_number(side)
-                    if (
-                        n is not None
-                        and abs(n) > MAX_OUTPUT_CHARS
-                        and (_const_number(other) is None)
-                    ):
-                        add(
-                            TemplateProblem(
-                                "template-unsafe",
-                                "repetition is too large (it would build a huge string)",
-                                node.lineno,
-                                needle="*",
-                            )
-                        )
-                        break
+            for message, needle in node_problems(node):
+                if (node.lineno, message) not in limits_broken:  # a tower is one problem
+                    limits_broken.add((node.lineno, message))
+                    add(TemplateProblem("template-unsafe", message, node.lineno, needle=needle))
+        for line, message in loop_problems(ast):
+            add(TemplateProblem("template-unsafe", message, line, needle="for"))
 
     @property
     def free(self) -> dict[str, int]:
@@ -386,11 +455,22 @@ class CompiledTemplate:
         return f"CompiledTemplate({self.source[:40]!r})"
 
     def render(self, context: Mapping[str, Any]) -> str:
-        token = _range_budget.set(MAX_RANGE * 10)
+        """The text, cut to MAX_OUTPUT_CHARS: rendering stops once that much is out,
+        so a loop that would print megabytes costs no more than the cap."""
+        tokens = (_range_budget.set(MAX_RANGE * 10), _loop_budget.set(MAX_ITERATIONS))
         try:
             if self._template is None:
                 self._template = environment().from_string(self.source)
-            out: str = self._template.render(context)
+            parts: list[str] = []
+            size = 0
+            for chunk in self._template.generate(context):
+                parts.append(chunk)
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    break
+            out = "".join(parts)
+        except MemoryError as exc:
+            raise TemplateProblem("template-budget", "ran out of memory while rendering") from exc
         except SecurityError as exc:
             raise TemplateProblem("template-unsafe", f"blocked by the sandbox: {exc}") from exc
         except TemplateError as exc:
@@ -398,7 +478,8 @@ class CompiledTemplate:
         except Exception as exc:  # a filter fed the wrong type, a division by zero, ...
             raise TemplateProblem("template-render", f"cannot render: {exc!r}") from exc
         finally:
-            _range_budget.reset(token)
+            _range_budget.reset(tokens[0])
+            _loop_budget.reset(tokens[1])
         if len(out) > MAX_OUTPUT_CHARS:
             out = out[:MAX_OUTPUT_CHARS]
         return out.strip()

@@ -619,3 +619,152 @@ def test_engine_context_renders_every_variable(tmp_path: Path) -> None:
     assert lines[3] == "bob: kung fu rules;."
     assert lines[4] == "Cynthia|grind|stunts|Talk about stunts"
     assert lines[5].startswith("1970-01-01 00:00|1970")
+
+
+# --- issue 9 item 6: what validate accepted and hung the bot or took gigabytes ---------------
+
+# The payloads of the field report, each rejected by validate with a code.
+FIELD_PAYLOADS = [
+    pytest.param("{{ '%*s'|format(999999999, 'x') }}", id="percent-star-width"),
+    pytest.param("{{ '%.999999999f'|format(1.0) }}", id="percent-huge-precision"),
+    pytest.param("{{ '%*s' % (999999999, 'x') }}", id="percent-operator-star"),
+    pytest.param("{{ '1'.zfill(999999999) }}", id="zfill"),
+    pytest.param("{{ 'x'.ljust(999999999) }}", id="ljust"),
+    pytest.param("{{ 'x'.rjust(999999999) }}", id="rjust"),
+    pytest.param("{{ 'x'.center(999999999) }}", id="center-method"),
+    pytest.param("{{ user.name.center(user.rank + 999999999) }}", id="center-computed-width"),
+    pytest.param("{{ user.name|center(999999999) }}", id="center-filter"),
+    pytest.param("{{ '{:{}}'.format('x', 999999999) }}", id="str-format-nested-width"),
+    pytest.param("{{ '{x:{w}}'.format_map({'x': 'a', 'w': 999999999}) }}", id="format-map"),
+    pytest.param("{{ ('x'*20000).replace('x', 'x'*20000) }}", id="replace-method"),
+    pytest.param("{{ ('x'*20000)|replace('x', 'x'*20000) }}", id="replace-filter"),
+    pytest.param("{{ ('\t'*20000).expandtabs(20000) }}", id="expandtabs"),
+    pytest.param("{{ (((((9**64)**64)**64)**64)**64) }}", id="pow-tower"),
+    pytest.param("{{ ((user.rank ** 64) ** 64) ** 64 }}", id="pow-tower-computed"),
+    pytest.param("{{ 2 ** (999999 ** 64) }}", id="float-overflow-exponent"),
+    pytest.param(
+        "{% for a in 'x' * 20000 %}{% for b in 'x' * 20000 %}{% endfor %}{% endfor %}",
+        id="nested-loops",
+    ),
+    pytest.param(
+        "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}",
+        id="nested-ranges-static",
+    ),
+]
+
+
+@pytest.mark.parametrize("source", FIELD_PAYLOADS)
+def test_field_payload_rejected_by_validate(source: str) -> None:
+    def job() -> dict[str, Any]:
+        problems = check_template(source)
+        return {"outcome": "checked", "codes": sorted({p.code for p in problems}),
+                "detail": [p.message for p in problems]}
+
+    result = run_limited(job)  # validate itself must neither hang nor crash on them
+    assert result["outcome"] == "checked", result
+    assert "template-unsafe" in result["codes"], result
+
+
+def test_a_pow_tower_is_one_diagnostic() -> None:
+    problems = check_template("{{ (((((9**64)**64)**64)**64)**64) }}")
+    assert [p.code for p in problems] == ["template-unsafe"]
+    assert "power of a power" in problems[0].message
+
+
+# The same operations fed computed arguments pass validate (nothing there is a
+# literal); the sandbox sizes them at render time and refuses before allocating.
+RUNTIME_CONTEXT: dict[str, Any] = {
+    "n": 999999999,
+    "nine": 9,
+    "tabs": "\t" * 20000,
+    "xs": "x" * 20000,
+    "star": "%*s",
+    "nested": "{:{}}",
+    "chat": "ab" * 150,
+}
+RUNTIME_NAMES: dict[str, frozenset[str] | None] = dict.fromkeys(RUNTIME_CONTEXT)
+RUNTIME_PAYLOADS = [
+    pytest.param("{{ star|format(n, 'x') }}", id="percent-star-from-a-variable"),
+    pytest.param("{{ star % (n, 'x') }}", id="percent-operator-from-a-variable"),
+    pytest.param("{{ (star|attr('zfill'))(n) }}", id="zfill-through-attr"),
+    pytest.param("{{ nested.format('x', n) }}", id="str-format-from-a-variable"),
+    pytest.param("{{ tabs.expandtabs(999) }}", id="expandtabs-of-a-variable"),
+    pytest.param("{{ (xs|attr('replace'))('x', chat) }}", id="replace-growth"),
+    pytest.param("{{ xs.join(xs) }}", id="str-join"),
+    pytest.param("{{ ([xs] * 20000)|join }}", id="join-filter"),
+    pytest.param("{{ xs|join(xs) }}", id="join-filter-separator"),
+    pytest.param("{{ xs.translate({120: xs}) }}", id="translate"),
+    pytest.param("{{ [1]|batch(n, 'x')|list|length }}", id="batch-fill"),
+    pytest.param("{{ [1]|slice(n)|list|length }}", id="slice"),
+    pytest.param(
+        "{% set a = nine ** 64 %}{% set b = a ** 64 %}{% set c = b ** 64 %}{{ c ** 64 }}",
+        id="pow-in-steps",
+    ),
+    pytest.param(
+        "{% macro sq(k, d) %}{% if d < 40 %}{{ sq(k * k, d + 1) }}{% endif %}{% endmacro %}"
+        "{{ sq(nine, 0) }}",
+        id="recursive-squaring",
+    ),
+    pytest.param(
+        "{% for a in chat %}{% for b in chat %}{% for c in chat %}{% for d in chat %}"
+        "{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
+        id="nested-loops-over-a-variable",
+    ),
+]
+
+
+@pytest.mark.parametrize("source", RUNTIME_PAYLOADS)
+def test_computed_arguments_are_refused_at_render_time(source: str) -> None:
+    # nothing the static check can prove (it reports macro calls as unknown names)
+    assert "template-unsafe" not in {p.code for p in check_template(source, RUNTIME_NAMES)}
+
+    def job() -> dict[str, Any]:
+        try:
+            text = compile_template(source).render(RUNTIME_CONTEXT)
+        except TemplateProblem as exc:
+            return {"outcome": "problem", "code": exc.code, "detail": exc.message}
+        return {"outcome": "text", "detail": text[:100]}
+
+    result = run_limited(job)
+    assert result["outcome"] == "problem", result
+    assert result["code"] == "template-unsafe", result
+    assert result["rss_growth_kb"] < GUARD_MAX_RSS_GROWTH_KB, result
+
+
+def test_output_stops_at_the_cap_instead_of_building_megabytes() -> None:
+    # 20,000 iterations of a 20,000-char line would be 400 MB before the cut
+    source = "{% for a in xs %}{{ xs }}{% endfor %}"
+
+    def job() -> dict[str, Any]:
+        text = compile_template(source).render(RUNTIME_CONTEXT)
+        return {"outcome": "text", "detail": str(len(text))}
+
+    result = run_limited(job)
+    assert result == result | {"outcome": "text", "detail": "20000"}
+    assert result["rss_growth_kb"] < GUARD_MAX_RSS_GROWTH_KB, result
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("|{{ '{:>8}|'.format(user.name) }}", "|   alice|"),
+        ("{{ '{0:.2f}'.format(media.duration / 60) }}", "95.00"),
+        ("{{ '%-8s|%5.1f'|format(user.name, 2.25) }}", "alice   |  2.2"),
+        ("{{ '%d%%'|format(50) }}", "50%"),
+        ("{{ user.name.ljust(8) }}|{{ user.name.zfill(7) }}", "alice   |00alice"),
+        ("|{{ user.name|center(9) }}|", "|  alice  |"),
+        ("{{ message.replace('stunts', 'fights') }}", "who did the fights in this one?"),
+        ("{{ text|replace(persona.name, 'C') }}", "cynthia, who did the stunts in this one?"),
+        ("{{ now.replace(year=2000).year }}", "2000"),
+        ("{{ (2 ** 10) ** 2 }}|{{ 3 * 7 }}", "1048576|21"),
+        ("{{ ', '.join(groups) }}", "stunts"),
+        (
+            "{% for h in history %}{% for g in groups %}{{ h.user }}/{{ g }} {% endfor %}"
+            "{% endfor %}",
+            "bob/stunts carol/stunts",
+        ),
+    ],
+)
+def test_bounded_operations_still_work(source: str, expected: str) -> None:
+    assert check_template(source) == []
+    assert compile_template(source).render(realistic_context()) == expected
