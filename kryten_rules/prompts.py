@@ -14,11 +14,14 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import Decision
 from .ruleset import RuleSet
-from .templates import TemplateProblem
+from .templates import CompiledTemplate, TemplateProblem
+
+if TYPE_CHECKING:
+    from .renderworker import RenderPool
 
 log = logging.getLogger(__name__)
 
@@ -76,35 +79,94 @@ class Rendered:
         return hashlib.sha256(text.encode()).hexdigest()[:16] if text is not None else None
 
 
-def _render_fallback(decision: Decision, ctx: dict[str, Any]) -> str | None:
-    rule = decision.rule
-    if rule is None or rule.fallback_reply is None:
-        return None
-    try:
-        return rule.fallback_reply.render(ctx) or None
-    except TemplateProblem as exc:
-        log.error("rule %s: fallback_reply failed to render: %s", rule.id, exc.message)
-        return None
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one decision renders: the context and the templates, in render order
+    (``fallback_reply`` first, so a main template that runs out of its budget
+    does not take the fallback with it)."""
+
+    rule_id: str
+    context: dict[str, Any]
+    fallback: CompiledTemplate | None
+    system: CompiledTemplate | None
+    main: CompiledTemplate
+    is_reply: bool
+
+    @property
+    def templates(self) -> list[CompiledTemplate]:
+        return [t for t in (self.fallback, self.system, self.main) if t is not None]
 
 
-def render(decision: Decision, ruleset: RuleSet) -> Rendered:
-    """Render the fired rule's templates. Never raises: a broken template is
-    logged with its rule id and the rule's ``fallback_reply`` is used instead."""
+def _plan(decision: Decision, ruleset: RuleSet) -> _Plan | Rendered:
     rule = decision.rule
     if rule is None or decision.context is None:
         return Rendered(error="nothing fired")
-    ctx = safe_context(decision.context)
-    fallback = _render_fallback(decision, ctx)
+    persona = ruleset.persona
+    main = rule.reply if rule.reply is not None else rule.prompt
+    assert main is not None
+    return _Plan(
+        rule_id=rule.id,
+        context=safe_context(decision.context),
+        fallback=rule.fallback_reply,
+        system=persona.system_prompt if rule.reply is None and persona is not None else None,
+        main=main,
+        is_reply=rule.reply is not None,
+    )
+
+
+def _assemble(plan: _Plan, outcomes: list[str | TemplateProblem]) -> Rendered:
+    """The :class:`Rendered` for ``plan`` from one outcome per template; each
+    failure is logged with the rule's id."""
+    it = iter(outcomes)
+    fallback: str | None = None
+    if plan.fallback is not None:
+        first = next(it)
+        if isinstance(first, TemplateProblem):
+            log.error("rule %s: fallback_reply failed to render: %s", plan.rule_id, first.message)
+        else:
+            fallback = first or None
+    system = next(it) if plan.system is not None else None
+    main = next(it)
+    for outcome in (system, main):
+        if isinstance(outcome, TemplateProblem):
+            log.error("rule %s: template failed to render: %s", plan.rule_id, outcome.message)
+            return Rendered(reply=fallback, error=outcome.message, fallback=fallback)
+    assert isinstance(main, str)
+    if plan.is_reply:
+        return Rendered(reply=main, fallback=fallback)
+    messages = [{"role": "system", "content": system}] if isinstance(system, str) else []
+    messages.append({"role": "user", "content": main})
+    return Rendered(messages=messages, fallback=fallback)
+
+
+def _render_here(template: CompiledTemplate, context: dict[str, Any]) -> str | TemplateProblem:
     try:
-        if rule.reply is not None:
-            return Rendered(reply=rule.reply.render(ctx), fallback=fallback)
-        assert rule.prompt is not None
-        messages = []
-        persona = ruleset.persona
-        if persona is not None and persona.system_prompt is not None:
-            messages.append({"role": "system", "content": persona.system_prompt.render(ctx)})
-        messages.append({"role": "user", "content": rule.prompt.render(ctx)})
-        return Rendered(messages=messages, fallback=fallback)
+        return template.render(context)
     except TemplateProblem as exc:
-        log.error("rule %s: template failed to render: %s", rule.id, exc.message)
-        return Rendered(reply=fallback, error=exc.message, fallback=fallback)
+        return exc
+
+
+def render(decision: Decision, ruleset: RuleSet) -> Rendered:
+    """Render the fired rule's templates in this process. Never raises: a broken
+    template is logged with its rule id and the rule's ``fallback_reply`` is used
+    instead.
+
+    For tools that render one decision at a time (``test``, ``explain``); the
+    service uses :func:`render_isolated`, which a template cannot hang.
+    """
+    plan = _plan(decision, ruleset)
+    if isinstance(plan, Rendered):
+        return plan
+    return _assemble(plan, [_render_here(t, plan.context) for t in plan.templates])
+
+
+async def render_isolated(decision: Decision, ruleset: RuleSet, pool: RenderPool) -> Rendered:
+    """:func:`render` in ``pool``'s worker processes, under their time and memory
+    budget, without blocking the event loop. A render that runs out is a failed
+    render like any other: logged with the rule id, ``error`` set, the fallback
+    used when it rendered."""
+    plan = _plan(decision, ruleset)
+    if isinstance(plan, Rendered):
+        return plan
+    outcomes = await pool.render([t.source for t in plan.templates], plan.context)
+    return _assemble(plan, outcomes)

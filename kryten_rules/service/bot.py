@@ -45,8 +45,9 @@ from ..llm import ChainRunner, check_api_keys
 from ..llm.chain import ChainResult
 from ..load import build_ruleset
 from ..output import prepare_reply
-from ..prompts import render
+from ..prompts import render_isolated
 from ..redact import mask_credentials
+from ..renderworker import RenderPool, RenderWorkerError
 from ..ruleset import RuleSet
 from ..treewalk import files_under
 from ..units import parse_rank
@@ -140,6 +141,7 @@ class Bot:
         self.chains: ChainRunner | None = None
         self.pacer: Pacer | None = None
         self.http: HttpEndpoint | None = None
+        self.renderer: RenderPool | None = None  # templates render in its worker processes
         self.responses = ResponseLog(config.log.responses)
         self.started_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -234,6 +236,12 @@ class Bot:
             completion=self._completion,
             max_in_flight=self.config.max_in_flight,
         )
+        renderer = RenderPool()
+        try:
+            await renderer.start()
+        except RenderWorkerError as exc:
+            raise StartupError(f"cannot start the template render workers: {exc}") from exc
+        self.renderer = renderer
         self.pacer = Pacer(
             burst=self._pacing[0],
             per_second=self._pacing[1],
@@ -404,6 +412,8 @@ class Bot:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.renderer is not None:
+            await self.renderer.close()
         if self.nc is not None and self.nc.is_connected:
             with contextlib.suppress(Exception):
                 await self._publish_lifecycle("shutdown")
@@ -604,7 +614,8 @@ class Bot:
         assert rule is not None
         result: ChainResult | None = None
         try:
-            rendered = render(decision, ruleset)
+            assert self.renderer is not None
+            rendered = await render_isolated(decision, ruleset, self.renderer)
             text = rendered.reply
             if rendered.messages is not None and not decision.shadow:
                 result = await self.chains.run(rule.chain, rendered.messages)
