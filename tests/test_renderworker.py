@@ -1,0 +1,151 @@
+"""The render workers: real processes, a real deadline, a real memory limit.
+
+The templates here pass the sandbox's own checks (each single operation is
+small) and are stopped only by the worker's budget, which is the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import pytest
+
+from kryten_rules import renderworker
+from kryten_rules.renderworker import BUDGET_CODE, Budget, RenderPool
+from kryten_rules.templates import TemplateProblem
+
+# 90,000 loop items, each sorting an 18,000-item list: about a minute of CPU
+CPU_HOG = (
+    "{% for a in s %}{% for b in s %}{% if (s * 60)|list|sort|length < 0 %}x{% endif %}"
+    "{% endfor %}{% endfor %}"
+)
+# 20,000 lists of 20,000 items: ~3 GB
+MEMORY_HOG = "{{ ([s * 66] * 20000)|map('list')|list|length }}"
+CONTEXT: dict[str, Any] = {"s": "y" * 300, "user": {"name": "alice"}}
+FAST = Budget(seconds=1.0)
+
+
+@pytest.fixture
+async def pool() -> Any:
+    p = RenderPool(budget=FAST)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+def _pids(p: RenderPool) -> set[int]:
+    return {w.proc.pid for w in p._workers}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0): ask /proc whether it has exited
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+async def test_renders_each_template_in_order(pool: RenderPool) -> None:
+    out = await pool.render(["hi {{ user.name }}", "{{ 6 * 7 }}", "{{ nobody }}"], CONTEXT)
+    assert out[:2] == ["hi alice", "42"]
+    assert isinstance(out[2], TemplateProblem) and out[2].code == "template-render"
+    assert "'nobody' is undefined" in out[2].message
+
+
+async def test_the_event_loop_runs_while_a_worker_renders(pool: RenderPool) -> None:
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        out = await pool.render([CPU_HOG], CONTEXT)
+    finally:
+        ticker.cancel()
+    assert isinstance(out[0], TemplateProblem)
+    assert ticks > 10, "the loop was blocked during the render"
+
+
+async def test_a_render_past_its_deadline_is_stopped_and_the_worker_replaced(
+    pool: RenderPool,
+) -> None:
+    before = _pids(pool)
+    out = await pool.render(["fallback text", CPU_HOG, "never reached"], CONTEXT)
+    assert out[0] == "fallback text"  # what rendered before the hog is kept
+    for problem in out[1:]:
+        assert isinstance(problem, TemplateProblem) and problem.code == BUDGET_CODE
+        assert "time budget (1 s)" in problem.message
+    assert pool.replaced == 1
+    killed = before - _pids(pool)
+    assert len(killed) == 1
+    (pid,) = killed
+    await _until(lambda: not _alive(pid), "the killed worker to be gone")
+    # and rendering goes on, on both workers
+    assert await asyncio.gather(*(pool.render(["ok"], CONTEXT) for _ in range(4))) == [["ok"]] * 4
+
+
+async def test_a_render_past_its_memory_budget_fails_and_the_worker_starts_clean(
+    pool: RenderPool,
+) -> None:
+    out = await pool.render(["before", MEMORY_HOG], CONTEXT)
+    assert out[0] == "before"
+    assert isinstance(out[1], TemplateProblem) and out[1].code == BUDGET_CODE
+    assert "memory budget (256 MiB)" in out[1].message
+    assert pool.replaced == 1  # recycled: a heap that hit its limit is not kept
+    assert await pool.render(["{{ user.name }}"], CONTEXT) == ["alice"]
+
+
+async def test_a_cancelled_render_kills_its_worker(pool: RenderPool) -> None:
+    task = asyncio.create_task(pool.render([CPU_HOG], CONTEXT))
+    await _until(lambda: pool.busy == 1, "the render to start")
+    before = _pids(pool)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.replaced == 1
+    assert len(before - _pids(pool)) == 1
+    assert await pool.render(["ok"], CONTEXT) == ["ok"]
+
+
+async def test_close_stops_every_worker_even_a_busy_one() -> None:
+    p = RenderPool(budget=Budget(seconds=60.0))
+    await p.start()
+    pids = _pids(p)
+    assert len(pids) == 2
+    task = asyncio.create_task(p.render([CPU_HOG], CONTEXT))
+    await _until(lambda: p.busy == 1, "the render to start")
+    task.cancel()  # what Bot.stop does to a reply still in progress after its grace
+    await asyncio.gather(task, return_exceptions=True)
+    await p.close()
+    for pid in pids:
+        await _until(lambda pid=pid: not _alive(pid), f"worker {pid} to exit")
+    out = await p.render(["ok"], CONTEXT)
+    assert isinstance(out[0], TemplateProblem) and "stopping" in out[0].message
+
+
+def test_compiled_templates_are_cached_in_the_worker() -> None:
+    # the worker's own function, called here: a second render of a source compiles nothing
+    renderworker._compiled.cache_clear()
+    source = "{% for i in s %}{{ loop.index }}{% endfor %}"
+    first = renderworker._render_one(source, CONTEXT, FAST.memory)
+    assert renderworker._render_one(source, CONTEXT, FAST.memory) == first
+    info = renderworker._compiled.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+
+
+async def _until(pred: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
