@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import VirtualClock
-from .engine import Engine
+from .engine import Decision, Engine
 from .events import ChatEvent, Media
-from .prompts import render
+from .prompts import Rendered, render, render_isolated
 from .ruleset import RuleSet
+
+if TYPE_CHECKING:
+    from .renderworker import RenderPool
+
+
+def _decide(
+    ruleset: RuleSet,
+    text: str,
+    *,
+    user: str = "someone",
+    rank: int = 1,
+    kind: str = "chatmsg",
+    media_title: str | None = None,
+    media_duration: float = 0.0,
+    channel: str = "",
+    engine: Engine | None = None,
+) -> Decision:
+    eng = engine or Engine(ruleset, clock=VirtualClock(1.0), seed=0, channel=channel)
+    media = Media(media_title, media_duration) if media_title else None
+    if media is not None:
+        eng.set_media(media)
+    event = ChatEvent(
+        kind=kind,
+        user=user,
+        rank=rank,
+        at=1.0,
+        text=text if kind != "changemedia" else "",
+        media=media if kind == "changemedia" else None,
+    )
+    return eng.evaluate(event, full_trace=True)
+
+
+def _explanation(decision: Decision, rendered: Rendered | None) -> dict[str, Any]:
+    rule = decision.rule
+    return {
+        "fired": decision.fired,
+        "trace": [t.as_dict() for t in decision.trace],
+        "prompt": rendered.prompt_text if rendered else None,
+        "reply": rendered.reply if rendered else None,
+        "error": rendered.error if rendered else None,
+        "ignored": decision.ignored,
+        "description": rule.description if rule else None,
+        "chain": rule.chain if rule and rule.needs_llm else None,
+    }
 
 
 def explain_event(
@@ -28,34 +72,31 @@ def explain_event(
     The event meets a fresh engine (no cooldowns running, a fixed seed) unless
     one is given: the question answered is "would this rule set answer this
     line?", and asking it never spends the cooldowns or budgets of a live bot.
+    The templates render in this process: for the command line.
     """
-    eng = engine or Engine(ruleset, clock=VirtualClock(1.0), seed=0, channel=channel)
-    media = Media(media_title, media_duration) if media_title else None
-    if media is not None:
-        eng.set_media(media)
-    event = ChatEvent(
-        kind=kind,
+    decision = _decide(
+        ruleset,
+        text,
         user=user,
         rank=rank,
-        at=1.0,
-        text=text if kind != "changemedia" else "",
-        media=media if kind == "changemedia" else None,
+        kind=kind,
+        media_title=media_title,
+        media_duration=media_duration,
+        channel=channel,
+        engine=engine,
     )
-    decision = eng.evaluate(event, full_trace=True)
-    prompt = reply = None
-    if decision.fired is not None:
-        rendered = render(decision, ruleset)
-        prompt, reply = rendered.prompt_text, rendered.reply
-    rule = decision.rule
-    return {
-        "fired": decision.fired,
-        "trace": [t.as_dict() for t in decision.trace],
-        "prompt": prompt,
-        "reply": reply,
-        "ignored": decision.ignored,
-        "description": rule.description if rule else None,
-        "chain": rule.chain if rule and rule.needs_llm else None,
-    }
+    return _explanation(decision, render(decision, ruleset) if decision.fired else None)
+
+
+async def explain_event_isolated(
+    ruleset: RuleSet, text: str, pool: RenderPool, **event: Any
+) -> dict[str, Any]:
+    """:func:`explain_event` (same keywords) for the service: the templates
+    render in ``pool``'s workers, under their budget, so explaining a hostile
+    rule cannot stall the event loop."""
+    decision = _decide(ruleset, text, **event)
+    rendered = await render_isolated(decision, ruleset, pool) if decision.fired else None
+    return _explanation(decision, rendered)
 
 
 def format_explanation(result: dict[str, Any]) -> str:
@@ -74,6 +115,8 @@ def format_explanation(result: dict[str, Any]) -> str:
             f"fires: {result['fired']}"
             + (f" - {result['description']}" if result.get("description") else "")
         )
+        if result.get("error"):
+            lines += ["", f"template failed: {result['error']}"]
         if result.get("reply") is not None:
             lines += ["", "reply:", result["reply"]]
         if result.get("prompt") is not None:

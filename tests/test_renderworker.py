@@ -95,9 +95,16 @@ async def test_a_render_past_its_deadline_is_stopped_and_the_worker_replaced(
     assert await asyncio.gather(*(pool.render(["ok"], CONTEXT) for _ in range(4))) == [["ok"]] * 4
 
 
-async def test_a_render_past_its_memory_budget_fails_and_the_worker_starts_clean(
-    pool: RenderPool,
-) -> None:
+async def test_a_render_past_its_memory_budget_fails_and_the_worker_starts_clean() -> None:
+    pool = RenderPool(budget=Budget(seconds=60.0))  # the memory limit must stop it, not time
+    await pool.start()
+    try:
+        await _memory_hog_stopped(pool)
+    finally:
+        await pool.close()
+
+
+async def _memory_hog_stopped(pool: RenderPool) -> None:
     out = await pool.render(["before", MEMORY_HOG], CONTEXT)
     assert out[0] == "before"
     assert isinstance(out[1], TemplateProblem) and out[1].code == BUDGET_CODE

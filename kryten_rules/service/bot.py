@@ -39,7 +39,7 @@ from ..config import ChainConfig, ServiceConfig
 from ..diagnostics import Diagnostic
 from ..engine import Decision, Engine
 from ..events import ChatEvent
-from ..explain import explain_event
+from ..explain import explain_event_isolated
 from ..intake import Ignored, IgnoreReason, Intake
 from ..llm import ChainRunner, check_api_keys
 from ..llm.chain import ChainResult
@@ -906,9 +906,11 @@ class Bot:
             if not isinstance(text, str):
                 raise ValueError("args.text (the chat line) is required")
             media = args.get("media")
-            return explain_event(
+            assert self.renderer is not None
+            return await explain_event_isolated(
                 self.ruleset,
                 text,
+                self.renderer,
                 user=str(args.get("user", "someone")),
                 rank=parse_rank(args.get("rank", 1)),
                 kind=str(args.get("on", "chatmsg")),
