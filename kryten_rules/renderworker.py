@@ -84,6 +84,15 @@ def _failed(n: int, message: str) -> list[str | TemplateProblem]:
 
 # --- the service's side ------------------------------------------------------------------
 
+# what a worker needs of the service's environment to start Python and find us;
+# API keys and the NATS URL stay behind, in case a template ever got out of its sandbox
+_ENV_KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV")
+
+
+def _worker_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in _ENV_KEPT or k.startswith("PYTHON")}
+
+
 
 class _Worker:
     """One worker process and its pipes; used by one job at a time."""
@@ -102,6 +111,7 @@ class _Worker:
             str(budget.seconds),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env=_worker_env(),
         )
         worker = cls(proc)
         try:

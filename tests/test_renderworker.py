@@ -156,3 +156,19 @@ async def _until(pred: Any, what: str, timeout: float = 10.0) -> None:
     while not pred():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+async def test_workers_do_not_inherit_the_services_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-in-a-worker")
+    p = RenderPool(size=1)
+    await p.start()
+    try:
+        (pid,) = _pids(p)
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environ = f.read()
+        assert b"sk-never-in-a-worker" not in environ
+        assert await p.render(["{{ user.name }}"], CONTEXT) == ["alice"]
+    finally:
+        await p.close()
