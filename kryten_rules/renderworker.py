@@ -72,14 +72,27 @@ class RenderWorkerError(RuntimeError):
     """A render worker could not be started or talked to."""
 
 
-def _problem(code: str, message: str) -> TemplateProblem:
+def _failed(n: int, message: str) -> list[str | TemplateProblem]:
     from .templates import TemplateProblem
 
-    return TemplateProblem(code, message)
+    return [TemplateProblem("template-budget", message)] * n
 
 
-def _failed(n: int, message: str) -> list[str | TemplateProblem]:
-    return [_problem(BUDGET_CODE, message)] * n
+def _decoded(result: Mapping[str, Any]) -> str | TemplateProblem:
+    """One worker answer as an outcome. The codes are the ones a render can
+    produce (``CompiledTemplate.render``); anything else is a broken worker."""
+    from .templates import TemplateProblem
+
+    if "text" in result:
+        return str(result["text"])
+    code, message = result.get("code"), str(result.get("message", ""))
+    if code == "template-render":
+        return TemplateProblem("template-render", message)
+    if code == "template-unsafe":
+        return TemplateProblem("template-unsafe", message)
+    if code == "template-budget":
+        return TemplateProblem("template-budget", message)
+    raise RenderWorkerError(f"the render worker answered with code {code!r}")
 
 
 # --- the service's side ------------------------------------------------------------------
@@ -162,10 +175,7 @@ class _Worker:
                     result = await self._read()
                     if result.get("recycle"):  # it hit its memory limit: start clean
                         self.healthy = False
-                    if "text" in result:
-                        out.append(str(result["text"]))
-                    else:
-                        out.append(_problem(str(result["code"]), str(result["message"])))
+                    out.append(_decoded(result))
         except TimeoutError:
             self.kill()
             message = (
