@@ -5,13 +5,23 @@ control and invisible characters; and CyTube runs any line that starts with ``/`
 command (``/clear``, ``/mute``, ``/kick`` ... with the bot's rank). Lengths are measured
 as JavaScript does (UTF-16 code units) because that is what CyTube's 320-character cut
 counts. Everything here is pure string work: no I/O, no imports beyond the stdlib.
+
+A model can answer with anything, including 100,000 characters built to make a
+backtracking regex or a strip-one-thing-per-pass loop quadratic (issue #9 item 7:
+``"**a " * 25000`` took 78 s). So every pass here is linear in the text: patterns use
+possessive quantifiers where backtracking could revisit a run, bold markers are paired
+by a scan rather than by a lazy ``.+?`` retried from every ``**``, and the speaker
+labels, filler and quotes at the front are peeled in one walk along the text.
+:func:`prepare_reply` also cuts the raw reply to :func:`reply_cap` before cleaning.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Iterable
+from functools import lru_cache
 
 # Replacement for a leading "/": U+2215 DIVISION SLASH. It is visible and reads as the
 # slash the model wrote, CyTube's `msg.indexOf("/") === 0` test no longer matches, and it
@@ -23,16 +33,22 @@ _BLANKS = "\u115f\u1160\u3164\uffa0\u2800"
 _ZWJ = "\u200d"
 _WS_RE = re.compile(rf"[\s{_BLANKS}]+")
 _ANSI_RE = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
+    r"(?:\x1b\[|\x9b)[0-?]*+[ -/]*+[@-~]"  # CSI: colours, cursor moves
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
     r"|\x1b[()][0-9A-Za-z]"  # character-set designation
     r"|\x1b[@-Z\\-_]"  # other two-character escapes
 )
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
-_FENCE_RE = re.compile(r"```(?:[^\S\n]*[\w+#.\-]*[^\S\n]*\n)?(.*?)```", re.S)
-_LEFTOVER_FENCE_RE = re.compile(r"```[^\S\n]*[\w+#.\-]*[^\S\n]*(?=\n)|```+")
+# The language tag after a fence is blanks, a word, blanks: three disjoint classes, so
+# possessive runs match exactly what backtracking ones did, without trying every split
+# of a long run of blanks (quadratic: "```" + " " * 10_000 took 0.7 s).
+_FENCE_RE = re.compile(r"```(?:[^\S\n]*+[\w+#.\-]*+[^\S\n]*+\n)?(.*?)```", re.S)
+_LEFTOVER_FENCE_RE = re.compile(r"```[^\S\n]*+[\w+#.\-]*+[^\S\n]*+(?=\n)|```+")
 _INLINE_CODE_RE = re.compile(r"(`{1,2})([^`\n]+?)\1")
-_BOLD_RE = re.compile(r"(?<![\w*])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![\w*])")
+# **bold**: an opening "**" not glued to a word, a closing one not followed by one, the
+# text between them on one line. Paired by _strip_bold, not by one regex with ".+?".
+_BOLD_OPEN_RE = re.compile(r"(?<![\w*])\*\*(?=\S)")
+_BOLD_CLOSE_RE = re.compile(r"(?<=\S)\*\*(?![\w*])")
 
 _NOUN = (
     r"(?:ai|a\.i\.|artificial\s+intelligence)"
@@ -44,25 +60,28 @@ _SENTENCE_START = r"(?:^|(?<=[.!?…]\s))"
 _NEXT = r"(?P<next>[^\W\d_])?"
 # "As an AI language model, I ..." -> "I ...": drop the clause up to its comma, but never
 # words that carry the speaker's own content (I, me, my, we).
-_FILLER_AS_RE = re.compile(
-    _SENTENCE_START + r"as\s+an?\s+(?:" + _NOUN + r")(?!\w)" + _BY
+_FILLER_AS = (
+    r"as\s+an?\s+(?:" + _NOUN + r")(?!\w)" + _BY
     + r"(?:(?:\s+(?!(?:i|me|my|we)(?:\b|['’]))[^\s,.!?;:]+){0,6}?\s*,\s*"
-    r"|\s*[.!…]+\s*|\s*$|\s+)" + _NEXT,
-    re.I,
+    r"|\s*[.!…]+\s*|\s*$|\s+)" + _NEXT
 )
 # "I'm just an AI, but I think ..." -> "I think ...": only when the clause ends there.
-_FILLER_IM_RE = re.compile(
-    _SENTENCE_START + r"(?:i['’]?m|i\s+am)\s+(?:(?:just|only|merely|simply)\s+)?an?\s+(?:"
+_FILLER_IM = (
+    r"(?:i['’]?m|i\s+am)\s+(?:(?:just|only|merely|simply)\s+)?an?\s+(?:"
     + _NOUN + r")(?!\w)" + _BY
-    + r"(?:\s*[,;]\s*(?:(?:but|so|and)\s+)?|\s+(?:but|so|and)\s+|\s*[.!…]+\s*|\s*$)" + _NEXT,
-    re.I,
+    + r"(?:\s*[,;]\s*(?:(?:but|so|and)\s+)?|\s+(?:but|so|and)\s+|\s*[.!…]+\s*|\s*$)" + _NEXT
 )
+# Matched at a position the caller knows is a sentence start.
+_FILLER_BODIES = (re.compile(_FILLER_AS, re.I), re.compile(_FILLER_IM, re.I))
+# Where a filler may begin: the start of the text or of a sentence, at "as" or "i".
+_FILLER_START_RE = re.compile(_SENTENCE_START + r"(?=as\s|i)", re.I)
 _QUOTE_PAIRS = {
     '"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "«": "»", "»": "«", "„": "“",
     "「": "」", "『": "』",
 }
 _APOSTROPHE_RE = re.compile(r"(?<=\w)['’](?=\w)")
-_SENTENCE_END_RE = re.compile(r"[.!?…][\"'”’»)\]]*$")
+_SENTENCE_END = ".!?…"
+_CLOSERS = "\"'”’»)]"
 
 
 def js_length(text: str) -> int:
@@ -121,37 +140,133 @@ def _normalise(text: str) -> str:
     return _collapse(_strip_invisible(_fix_surrogates(text)))
 
 
-def _strip_quotes(text: str) -> str:
-    """Unwrap a reply the model put in quotes, unless the quotes are inner dialogue."""
-    if len(text) < 2 or _QUOTE_PAIRS.get(text[0]) != text[-1]:
-        return text
-    inner = text[1:-1]
-    bare = _APOSTROPHE_RE.sub("", inner)
-    if text[0] in bare or text[-1] in bare:
-        return text
-    return inner.strip()
+def _quoted(text: str, start: int, end: int) -> bool:
+    """Is text[start:end] a reply the model put in quotes (not inner dialogue)?
+
+    Each unwrap takes a pair of quote characters that do not occur inside any more, so
+    there are at most as many unwraps as quote kinds however long the text is.
+    """
+    if end - start < 2 or _QUOTE_PAIRS.get(text[start]) != text[end - 1]:
+        return False
+    bare = _APOSTROPHE_RE.sub("", text[start + 1 : end - 1])
+    return text[start] not in bare and text[end - 1] not in bare
 
 
-def _strip_labels(text: str, names: list[str]) -> str:
-    """Remove one leading "Name:", "**Name:**", "[Name]:" or "<Name>" speaker label."""
+@lru_cache(maxsize=32)
+def _label_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for a leading "Name:", "**Name:**", "[Name]:" or "<Name>" of any name.
+
+    Names are tried in the order given, as separate patterns were; matched with
+    ``.match(text, pos)``, so there is no ``^`` and no lookbehind.
+    """
+    forms = []
     for name in names:
         pat = r"\s+".join(re.escape(word) for word in name.split())
-        label = re.compile(
-            rf"^(?:(?:\*{{1,2}}|_{{1,2}}|\[)?\s*{pat}\s*(?:\*{{1,2}}|_{{1,2}}|\])?\s*:|<{pat}>)\s*",
-            re.I,
-        )
-        stripped = label.sub("", text, count=1)
-        if stripped != text:
-            return stripped
-    return text
+        forms.append(rf"(?:\*{{1,2}}|_{{1,2}}|\[)?\s*{pat}\s*(?:\*{{1,2}}|_{{1,2}}|\])?\s*:")
+        forms.append(rf"<{pat}>")
+    return re.compile("(?:" + "|".join(forms) + r")\s*", re.I) if forms else None
 
 
-def _strip_filler(text: str) -> str:
-    """Remove "As an AI ..." / "I'm just an AI, but ..." and capitalise what follows."""
-    def keep_next(m: re.Match[str]) -> str:
-        return (m.group("next") or "").upper()
+def _filler_at(text: str, pos: int, end: int) -> tuple[int, bool] | None:
+    """Where the text goes on after every filler clause starting at ``pos`` (a sentence
+    start), and whether the letter there is to be capitalised; None when there is none.
 
-    return _FILLER_IM_RE.sub(keep_next, _FILLER_AS_RE.sub(keep_next, text))
+    Removing a clause leaves the next one at the same sentence start ("As an AI as an
+    AI ..."), so clauses are taken one after another here, in one walk, rather than one
+    per pass over the whole text. Patterns are case-insensitive, so the letter the
+    previous removal capitalises matches as the lower-case original does.
+    """
+    found: tuple[int, bool] | None = None
+    while True:
+        m = _FILLER_BODIES[0].match(text, pos, end) or _FILLER_BODIES[1].match(text, pos, end)
+        if m is None:
+            return found
+        if m.group("next"):
+            pos, found = m.start("next"), (m.start("next"), True)
+        else:
+            pos, found = m.end(), (m.end(), False)
+
+
+def _strip_front(text: str, label: re.Pattern[str] | None) -> str:
+    """Peel speaker labels, wrapping quotes and filler off the front, in any mix.
+
+    One walk with two indices, so "RelBot: " * 10_000 costs one pass, not 10,000.
+    """
+    start, end = 0, len(text)
+    capital = False  # text[start] is a letter a removed filler clause capitalises
+    while True:
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        m = label.match(text, start, end) if label is not None else None
+        if m is not None:
+            start, capital = m.end(), False
+        elif _quoted(text, start, end):
+            start, end, capital = start + 1, end - 1, False
+        elif (after := _filler_at(text, start, end)) is not None:
+            start, capital = after
+        else:
+            break
+    if capital:
+        return text[start].upper() + text[start + 1 : end]
+    return text[start:end]
+
+
+def _strip_fillers(text: str) -> str:
+    """Remove "As an AI ..." / "I'm just an AI, but ..." at every sentence start, and
+    capitalise what follows; one scan of the text."""
+    out: list[str] = []
+    last = 0
+    for m in _FILLER_START_RE.finditer(text):
+        start = m.start()
+        if start < last:  # inside what the previous removal took
+            continue
+        after = _filler_at(text, start, len(text))
+        if after is None:
+            continue
+        pos, capital = after
+        out.append(text[last:start])
+        if capital:
+            out.append(text[pos].upper())
+            pos += 1
+        last = pos
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _strip_bold(text: str) -> str:
+    """``**bold**`` -> ``bold``: each opening pairs with the first closing after it on
+    the same line, as ``re.sub`` with a lazy ``(.+?)`` did, but found by bisection in
+    a list of all closings rather than by re-scanning the rest of the line from every
+    opening (quadratic: ``"**a " * 25_000`` took 78 s)."""
+    if "**" not in text:
+        return text
+    closes = [m.start() for m in _BOLD_CLOSE_RE.finditer(text)]
+    if not closes:
+        return text
+    out: list[str] = []
+    last = pos = ci = 0
+    newline = -2  # the first "\n" at or after some earlier position; -1: none left
+    while (m := _BOLD_OPEN_RE.search(text, pos)) is not None:
+        start = m.start()
+        ci = bisect_left(closes, start + 3, ci)  # the text between holds >= 1 character
+        if ci == len(closes):
+            break
+        if newline != -1 and newline < start + 2:
+            newline = text.find("\n", start + 2)
+        close = closes[ci]
+        if newline != -1 and newline < close:
+            pos = start + 1
+            continue
+        out += (text[last:start], text[start + 2 : close])
+        last = pos = close + 2
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
 
 
 def clean_reply(text: str, persona_names: Iterable[str] = ()) -> str:
@@ -160,31 +275,35 @@ def clean_reply(text: str, persona_names: Iterable[str] = ()) -> str:
     Removes code fences, inline backticks, ``**bold**`` markers, quotes around the whole
     reply, AI-disclaimer filler and the persona's own speaker label; folds everything onto
     one line; drops control, invisible and bidi characters, ANSI escapes and lone
-    surrogates. HTML-like text is left alone: CyTube escapes it itself.
+    surrogates. HTML-like text is left alone: CyTube escapes it itself. Linear in the
+    length of ``text``; :func:`prepare_reply` also caps that length first.
     """
     if isinstance(persona_names, str):  # a lone name would otherwise iterate by letter
         persona_names = [persona_names]
-    names = [n.strip() for n in persona_names if n and n.strip()]
+    label = _label_pattern(tuple(n.strip() for n in persona_names if n and n.strip()))
     # One pass can uncover what another removes (a fence inside stray backticks):
     # repeat until nothing changes, so cleaning clean text changes nothing.
-    out = _clean_once(text, names)
+    out = _clean_once(text, label)
     for _ in range(4):
-        again = _clean_once(out, names)
+        again = _clean_once(out, label)
         if again == out:
             break
         out = again
     return out
 
 
-def _clean_once(text: str, names: list[str]) -> str:
+def _clean_once(text: str, label: re.Pattern[str] | None) -> str:
     out = _ANSI_RE.sub("", _fix_surrogates(text))
     out = _strip_invisible(out.replace("\r\n", "\n").replace("\r", "\n"))
     out = _LEFTOVER_FENCE_RE.sub("", _FENCE_RE.sub(r"\n\1\n", out))
-    out = _BOLD_RE.sub(r"\1", _INLINE_CODE_RE.sub(r"\2", out))
+    out = _strip_bold(_INLINE_CODE_RE.sub(r"\2", out))
     out = _collapse(out)
-    while True:  # every change shortens the text, so this ends
+    # The front and the sentence starts each go to their fixed point in one walk; a
+    # removal inside can still expose quotes around the whole (each kind only once),
+    # so this loop runs a handful of times at most, never once per label or clause.
+    while True:
         before = out
-        out = _strip_filler(_strip_quotes(_strip_labels(out, names))).strip()
+        out = _strip_fillers(_strip_front(out, label)).strip()
         if out == before:
             break
     return _normalise(out)
@@ -220,6 +339,17 @@ def _fit(text: str, budget: int) -> int:
     return len(text)
 
 
+def _ends_sentence(text: str, end: int) -> bool:
+    """Does text[:end] end a sentence: ".!?…", then any closing quotes or brackets?
+
+    Looks back from ``end`` over that word only (a regex search from 0 to ``end``, as
+    before, re-read the whole head for every word boundary tried).
+    """
+    while end > 0 and text[end - 1] in _CLOSERS:
+        end -= 1
+    return end > 0 and text[end - 1] in _SENTENCE_END
+
+
 def _cut(text: str, budget: int) -> tuple[str, str]:
     """Split text (single-spaced, stripped, too long) into a head that fits and the rest.
 
@@ -229,7 +359,7 @@ def _cut(text: str, budget: int) -> tuple[str, str]:
     i = _fit(text, budget)
     word = text.rfind(" ", 0, i + 1)
     sentence = word
-    while sentence > 0 and not _SENTENCE_END_RE.search(text, 0, sentence):
+    while sentence > 0 and not _ends_sentence(text, sentence):
         sentence = text.rfind(" ", 0, sentence)
     if sentence > 0 and 2 * sentence >= i:
         return text[:sentence], text[sentence + 1 :]
@@ -251,22 +381,24 @@ def _validate(max_length: int, max_parts: int, mark: str) -> None:
 
 
 def split_message(
-    text: str, max_length: int = 320, max_parts: int = 2, mark: str = "…"
+    text: str, max_length: int = 320, max_parts: int = 2, mark: str = "…", *, more: bool = False
 ) -> list[str]:
     """Split into at most max_parts parts of at most max_length (js_length) each.
 
     CyTube silently cuts longer lines, so we cut first, where it reads well: at sentence
     ends, then words, and inside a word only when it alone is too long. Parts that go on
     end with ``mark``, counted in the limit; text beyond max_parts is dropped, and the last
-    part then ends with ``mark`` too. No part is blank, padded or starts with '/'.
+    part then ends with ``mark`` too. ``more`` says the text was already cut before it
+    got here, so the last part ends with ``mark`` whatever fits. No part is blank,
+    padded or starts with '/'.
     """
     _validate(max_length, max_parts, mark)
     rest = _normalise(text)
     budget = max_length - js_length(mark)
     parts: list[str] = []
     while rest:
-        if js_length(rest) <= max_length:
-            parts.append(_defuse(rest))
+        if js_length(rest) <= (budget if more else max_length):
+            parts.append(_defuse(rest) + (mark if more else ""))
             break
         head, rest = _cut(rest, budget)
         parts.append(_defuse(head) + mark)
@@ -275,12 +407,34 @@ def split_message(
     return parts
 
 
+REPLY_CAP_FACTOR = 4
+REPLY_CAP_MARGIN = 1_000
+
+
+def reply_cap(max_length: int, max_parts: int) -> int:
+    """How much of a raw reply is worth cleaning: ``4 * max_length * max_parts + 1000``.
+
+    At most ``max_length * max_parts`` code units reach chat, and cleaning only removes
+    (markup, labels, filler, runs of blanks, invisible characters), so text past the cap
+    could be said only if cleaning threw away three quarters of what came before it.
+    Cutting first bounds the work for a model that answers with megabytes: 3,560
+    characters at CyTube's defaults (320 x 2), 401,000 at the largest settings.
+    """
+    return REPLY_CAP_FACTOR * max_length * max_parts + REPLY_CAP_MARGIN
+
+
 def prepare_reply(
     text: str, *, persona_names: Iterable[str] = (), max_length: int = 320, max_parts: int = 2
 ) -> list[str]:
-    """clean -> neutralise -> split; returns [] when nothing is left to send."""
+    """cap -> clean -> neutralise -> split; returns [] when nothing is left to send.
+
+    A reply longer than :func:`reply_cap` is cut there before cleaning; its last part
+    then ends with the "…" mark, as any reply that does not fit does.
+    """
     _validate(max_length, max_parts, "…")
-    cleaned = neutralise_command(clean_reply(text, persona_names))
+    cap = reply_cap(max_length, max_parts)
+    more = len(text) > cap
+    cleaned = neutralise_command(clean_reply(text[:cap] if more else text, persona_names))
     if not cleaned:
         return []
-    return split_message(cleaned, max_length=max_length, max_parts=max_parts)
+    return split_message(cleaned, max_length=max_length, max_parts=max_parts, more=more)

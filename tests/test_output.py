@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -14,8 +16,10 @@ from kryten_rules.output import (
     js_length,
     neutralise_command,
     prepare_reply,
+    reply_cap,
     split_message,
 )
+from tests import baseline_cleaning as baseline
 
 PERSONA = ["Cynthia"]
 
@@ -263,3 +267,122 @@ def test_split_loses_nothing_unless_truncated(text: str, max_length: int, max_pa
         joined = "".join(p.removesuffix("…") if i < len(parts) - 1 else p
                          for i, p in enumerate(parts))
         assert squash(joined) == squash(cleaned)
+
+
+# --- linear time and the cap (issue #9 item 7) ---------------------------------------
+#
+# A model can answer with 100,000 characters built to make a pass quadratic. Each
+# payload below was quadratic before (bold: 78 s at 100k; one label per full pass: 41 s;
+# blanks after a fence: 0.7 s at 10k). The check is the growth from 4,000 to 40,000
+# characters: ~10x when linear, ~100x when quadratic; the bound (30x) is generous so a
+# busy machine cannot fail it, and timing stops early once a run is plainly too slow.
+
+HOSTILE_REPLIES: dict[str, Callable[[int], str]] = {
+    "bold": lambda n: ("**a " * n)[:n],
+    "bold glued": lambda n: ("**a" * n)[:n],
+    "label": lambda n: ("Cynthia: " * n)[:n],
+    "bold label": lambda n: ("**Cynthia:** " * n)[:n],
+    "filler": lambda n: ("As an AI " * n)[:n],
+    "label then filler": lambda n: ("Cynthia: As an AI, " * n)[:n],
+    "filler mid-text": lambda n: "Hi. " + ("As an AI " * n)[:n],
+    "just an AI": lambda n: ("I'm just an AI, but " * n)[:n],
+    "blanks after a fence": lambda n: "```" + " " * n + "x",
+    "blanks after fences": lambda n: ("``` " * n)[:n],
+    "backticks": lambda n: ("``a`" * n)[:n],
+    "ANSI": lambda n: ("\x1b[0" * n)[:n],
+    "sentence ends": lambda n: ("a. " * n)[:n],
+}
+
+
+def _best_time(func: Callable[[], object], budget: float = 3.0, repeat: int = 5) -> float:
+    """Fastest of ``repeat`` runs; stops early once ``budget`` seconds are spent."""
+    best = float("inf")
+    spent = 0.0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        func()
+        took = time.perf_counter() - t0
+        best, spent = min(best, took), spent + took
+        if spent > budget:
+            break
+    return best
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_REPLIES))
+def test_cleaning_time_grows_linearly_on_hostile_replies(name: str) -> None:
+    make = HOSTILE_REPLIES[name]
+    small, large = make(4_000), make(40_000)
+    t_small = _best_time(lambda: clean_reply(small, PERSONA))
+    t_large = _best_time(lambda: clean_reply(large, PERSONA))
+    assert t_large / t_small < 30, f"{name}: 4k {t_small * 1e3:.1f} ms, 40k {t_large * 1e3:.1f} ms"
+
+
+def test_split_time_grows_linearly_without_sentence_ends() -> None:
+    # Every word boundary tried on the way back is not a sentence end.
+    small, large = "word " * 400, "word " * 4_000
+    t_small = _best_time(lambda: split_message(small, max_length=1_000, max_parts=1))
+    t_large = _best_time(lambda: split_message(large, max_length=10_000, max_parts=1))
+    assert t_large / t_small < 30, f"2k {t_small * 1e3:.2f} ms, 20k {t_large * 1e3:.2f} ms"
+
+
+def test_labels_and_filler_are_peeled_in_any_mix() -> None:
+    raw = "Cynthia: As an AI, **Cynthia:** as an AI language model, [Cynthia]: <Cynthia> hey"
+    assert clean_reply(raw, PERSONA) == "hey"
+    assert clean_reply("Cynthia: " * 5_000 + "hi", PERSONA) == "hi"
+    assert clean_reply("Hi. " + "As an AI " * 3_000 + "ok", PERSONA) == "Hi. Ok"
+    # the first opening pairs with the first closing that can close: the last one
+    assert clean_reply("**a " * 10 + "**b**", PERSONA) == "a " + "**a " * 9 + "**b"
+
+
+def test_reply_cap_is_derived_from_what_can_be_sent() -> None:
+    assert reply_cap(320, 2) == 4 * 320 * 2 + 1_000
+    assert reply_cap(10_000, 10) == 401_000  # the largest settings the schemas allow
+
+
+def test_prepare_reply_cuts_the_raw_reply_at_the_cap_before_cleaning() -> None:
+    cap = reply_cap(320, 2)
+    # Cleaning folds the blanks away, so only the cap can explain the missing " world".
+    assert prepare_reply(" " * (cap - 5) + "hello world") == ["hello…"]
+    assert prepare_reply(" " * (cap - 11) + "hello world") == ["hello world"]
+    parts = prepare_reply("**a " * 1_000_000)  # 4 MB of it: only the first cap is read
+    assert len(parts) == 2 and parts[-1].endswith("…")
+
+
+def test_a_cut_reply_ends_with_the_mark_even_when_it_fits() -> None:
+    assert split_message("hello", max_length=10, max_parts=2, more=True) == ["hello…"]
+    assert split_message("fits exactly", max_length=12, max_parts=2, more=True) == [
+        "fits…",
+        "exactly…",
+    ]
+
+
+# --- same results as before the rewrite, on ordinary text ---------------------------
+
+_ordinary_pieces = st.sampled_from(
+    [
+        " ", "  ", "\n", "\r\n", "\t", "Cynthia:", "**Cynthia:**", "<Cynthia>", "[Cynthia]:",
+        "Cynthia: ", "As an AI,", "As an AI ", "as an AI language model", "I'm just an AI, but",
+        "I am an AI.", "developed by OpenAI", '"', "“", "”", "'", "’", "«", "»", "```", "```py\n",
+        "`", "``", "**", "*", "**a", "a**", "** ", ". ", "! ", "? ", "…", ",", "5", "I", "me",
+        "😀", "\u200d", "\u200b", "\x1b[31m", "/", "x", "word", "ok",
+    ]
+)
+_ordinary_word = st.text(alphabet=st.sampled_from("abcxyAI*`'\" .,!?:"), min_size=1, max_size=12)
+_ordinary = st.one_of(
+    st.lists(st.one_of(_ordinary_pieces, _ordinary_word), max_size=40).map("".join),
+    st.lists(st.one_of(_ordinary_pieces, _ordinary_word), max_size=40).map(" ".join),
+    st.text(alphabet=_any_char, max_size=200),
+)
+
+
+@settings(max_examples=1_500, deadline=None)
+@given(text=_ordinary, max_length=st.integers(8, 400), max_parts=st.integers(1, 5))
+def test_cleaning_gives_what_the_quadratic_version_gave(
+    text: str, max_length: int, max_parts: int
+) -> None:
+    assert clean_reply(text, PERSONA) == baseline.clean_reply(text, PERSONA)
+    new = prepare_reply(text, persona_names=PERSONA, max_length=max_length, max_parts=max_parts)
+    old = baseline.prepare_reply(
+        text, persona_names=PERSONA, max_length=max_length, max_parts=max_parts
+    )
+    assert new == old
