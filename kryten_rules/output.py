@@ -423,18 +423,27 @@ def reply_cap(max_length: int, max_parts: int) -> int:
     return REPLY_CAP_FACTOR * max_length * max_parts + REPLY_CAP_MARGIN
 
 
+def _head(text: str, cap: int) -> str:
+    """``text[:cap]``, back to the last blank when there is one in its last quarter, so
+    the cut leaves no half word (nor half a speaker label) to be said."""
+    head = text[:cap]
+    blank = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+    return head[:blank] if 4 * blank >= 3 * cap else head
+
+
 def prepare_reply(
     text: str, *, persona_names: Iterable[str] = (), max_length: int = 320, max_parts: int = 2
 ) -> list[str]:
     """cap -> clean -> neutralise -> split; returns [] when nothing is left to send.
 
-    A reply longer than :func:`reply_cap` is cut there before cleaning; its last part
-    then ends with the "…" mark, as any reply that does not fit does.
+    A reply longer than :func:`reply_cap` is cut there (at a blank, if one is near)
+    before cleaning; its last part then ends with the "…" mark, as any reply that does
+    not fit does.
     """
     _validate(max_length, max_parts, "…")
     cap = reply_cap(max_length, max_parts)
     more = len(text) > cap
-    cleaned = neutralise_command(clean_reply(text[:cap] if more else text, persona_names))
+    cleaned = neutralise_command(clean_reply(_head(text, cap) if more else text, persona_names))
     if not cleaned:
         return []
     return split_message(cleaned, max_length=max_length, max_parts=max_parts, more=more)

@@ -341,9 +341,11 @@ def test_reply_cap_is_derived_from_what_can_be_sent() -> None:
 
 def test_prepare_reply_cuts_the_raw_reply_at_the_cap_before_cleaning() -> None:
     cap = reply_cap(320, 2)
-    # Cleaning folds the blanks away, so only the cap can explain the missing " world".
-    assert prepare_reply(" " * (cap - 5) + "hello world") == ["hello…"]
-    assert prepare_reply(" " * (cap - 11) + "hello world") == ["hello world"]
+    # Cleaning folds the blanks away, so only the cap can explain the missing " more";
+    # the cut goes back to a blank rather than leave half a word ("m").
+    assert prepare_reply(" " * (cap - 13) + "hello world more") == ["hello world…"]
+    assert prepare_reply(" " * (cap - 16) + "hello world more") == ["hello world more"]
+    assert prepare_reply("x" * (cap + 1)) == ["x" * 319 + "…", "x" * 319 + "…"]  # no blank
     parts = prepare_reply("**a " * 1_000_000)  # 4 MB of it: only the first cap is read
     assert len(parts) == 2 and parts[-1].endswith("…")
 
