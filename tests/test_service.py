@@ -266,6 +266,44 @@ async def test_model_failure_sends_the_fallback_reply(
 
 
 @pytest.mark.parametrize(
+    "model_text", ["As an AI language model.", "Cynthia:", "```\n```", "**Cynthia:** \u200b"]
+)
+async def test_a_model_reply_that_cleans_to_nothing_sends_the_fallback_reply(
+    start_bot: BotFactory,
+    client: RobotClient,
+    openai: OpenAIServer,
+    config_path: Path,
+    model_text: str,
+) -> None:
+    """Issue #9 item 18: the model answered, but nothing was left to say."""
+    openai.set(MODEL, f"ok:{model_text}")
+    bot = await start_bot()
+    await client.chat("alice", "cynthia?")
+    cmd = await client.next_command()
+    assert cmd["args"]["message"] == "alice: the comms are down, try again later."
+    await wait_until(lambda: len(read_jsonl(responses_path(config_path))) == 1)
+    (line,) = read_jsonl(responses_path(config_path))
+    assert [a["outcome"] for a in line["attempts"]] == ["ok"]
+    assert line["sent"] is True and line["parts"] == [cmd["args"]["message"]]
+    assert line["error"] == "the reply was empty after cleaning; used fallback_reply"
+    assert metric(bot, "kryten_rules_replies_dropped_total", {"reason": "empty"}) == 0
+
+
+async def test_a_reply_that_cleans_to_nothing_without_fallback_is_logged_and_counted(
+    start_bot: BotFactory, client: RobotClient, openai: OpenAIServer, config_path: Path
+) -> None:
+    openai.set(MODEL, "ok:As an AI language model.")
+    bot = await start_bot()
+    await client.pm("erin", "hello?")  # pm-answer has no fallback_reply
+    await settle(bot, client, events=1)
+    assert client.drain() == []
+    (line,) = read_jsonl(responses_path(config_path))
+    assert line["sent"] is False and line["parts"] == []
+    assert line["error"] == "the reply was empty after cleaning"
+    assert metric(bot, "kryten_rules_replies_dropped_total", {"reason": "empty"}) == 1
+
+
+@pytest.mark.parametrize(
     "model_text",
     ["/clear", "  /clear the chat", "Cynthia: /clear", "\u200b/kick alice", "`/mute bob`"],
 )

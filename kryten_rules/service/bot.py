@@ -628,16 +628,18 @@ class Bot:
                 text = result.text if result.ok else rendered.fallback
             names = [ruleset.persona.name] if ruleset.persona else []
             names += [self.config.bot_name] if self.config.bot_name else []
-            parts = (
-                prepare_reply(
-                    text or "",
-                    persona_names=names,
-                    max_length=self.config.cytube.max_message_length,
-                    max_parts=rule.max_parts,
-                )
-                if text
-                else []
-            )
+            parts = await self._prepare(text, names, rule.max_parts)
+            error = rendered.error
+            if not parts and text is not None:
+                # All markup, filler or labels: saying nothing would look like a dead
+                # bot, so this is answered as a failed model call is.
+                error = error or "the reply was empty after cleaning"
+                if rendered.fallback is not None and rendered.fallback != text:
+                    parts = await self._prepare(rendered.fallback, names, rule.max_parts)
+                    if parts:
+                        error += "; used fallback_reply"
+                if not parts:
+                    self.metrics.replies_dropped.labels("empty").inc()
             via = self._via(rule.respond_via, decision.event)
             send = bool(parts) and not self.dry_run and not decision.shadow
             sends = PartOutcomes(len(parts)) if send else None
@@ -651,7 +653,7 @@ class Bot:
                             sends.recorder(i),
                         )
                     )
-            return _Prepared(rendered.prompt_hash, result, parts, via, sends, rendered.error)
+            return _Prepared(rendered.prompt_hash, result, parts, via, sends, error)
         except Exception as exc:
             self._quiet.exception(
                 f"prepare:{rule.id}", "rule %s: preparing the reply failed", rule.id
@@ -659,6 +661,19 @@ class Bot:
             via = self._via(rule.respond_via, decision.event)
             error = f"{type(exc).__name__}: {exc}"
             return _Prepared(None, result, [], via, None, error[:300], "error")
+
+    async def _prepare(self, text: str | None, names: list[str], max_parts: int) -> list[str]:
+        """Clean and split a reply in a worker thread: linear and capped, but a model
+        can still send megabytes, and the loop must keep answering meanwhile."""
+        if not text:
+            return []
+        return await asyncio.to_thread(
+            prepare_reply,
+            text,
+            persona_names=names,
+            max_length=self.config.cytube.max_message_length,
+            max_parts=max_parts,
+        )
 
     @staticmethod
     def _via(respond_via: str, event: ChatEvent) -> str:
