@@ -388,3 +388,15 @@ def test_cleaning_gives_what_the_quadratic_version_gave(
         text, persona_names=PERSONA, max_length=max_length, max_parts=max_parts
     )
     assert new == old
+
+
+def test_invisible_pattern_is_exactly_what_the_per_character_rule_drops() -> None:
+    from kryten_rules.output import _BLANKS, _invisible_re
+
+    pattern = _invisible_re()
+    for cp in range(0x110000):
+        ch = chr(cp)
+        dropped = unicodedata.category(ch) in ("Cc", "Cf", "Cs") and not (
+            ch.isspace() or ch in _BLANKS
+        )
+        assert (pattern.fullmatch(ch) is not None) == dropped, hex(cp)
