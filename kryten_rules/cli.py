@@ -124,6 +124,46 @@ def _masked(exc: BaseException) -> str:
     return mask_credentials(str(exc))
 
 
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite files that are already there.")
+def init(directory: str, force: bool) -> None:
+    """Write a working project into DIRECTORY (default: here).
+
+    The service config (kryten-rules.yaml), the default persona's rules/ and
+    prompts/, a rule-test file that passes, a CI workflow example
+    (.github/workflows/rules.yml) and the editor schemas. Files that are
+    already there are left alone unless --force.
+    """
+    from .project import existing, plan_project, write_project
+
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        click.echo(f"error: {directory!r} is not a directory", err=True)
+        sys.exit(EXIT_USAGE)
+    plan = plan_project()
+    there = existing(target, plan)
+    if there and not force:
+        names = ", ".join(str(p) for p in there[:5]) + (" ..." if len(there) > 5 else "")
+        click.echo(
+            f"error: {len(there)} file(s) already exist in {directory!r}: {names}\n"
+            "nothing was written; use --force to overwrite them",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    written = write_project(target, plan)
+    cd = "" if directory == "." else f"  cd {directory}\n"
+    click.echo(
+        f"wrote {len(written)} files into {directory!r}. Next:\n{cd}"
+        "  kryten-rules validate kryten-rules.yaml   # the config and its rules\n"
+        "  kryten-rules test tests/                 # the rule tests\n"
+        "  kryten-rules chat --demo                 # a scripted conversation, offline\n"
+        "  kryten-rules chat                        # talk to it yourself\n"
+        "then set nats.url and cytube.* in kryten-rules.yaml and `kryten-rules run "
+        "--config kryten-rules.yaml` beside your Kryten-Robot."
+    )
+
+
 def _setup_logging(level: str) -> None:
     """Log to stderr; every line goes through the credential mask (kryten_rules.redact)."""
     import logging
@@ -161,20 +201,76 @@ def run_cmd(config_path: str, dry_run: bool, log_level: str | None) -> None:
         sys.exit(EXIT_USAGE)
 
 
+def _chat_config(path: str | None) -> ServiceConfig:
+    """``--config``, else ./kryten-rules.yaml, else ./kryten-rules.example.yaml, else the
+    example the package carries (with the default persona), so `chat` runs anywhere."""
+    from dataclasses import replace
+
+    from .project import CONFIG_NAME, EXAMPLE_CONFIG
+
+    if path is not None:
+        return _config_or_exit(path)
+    for name in (CONFIG_NAME, "kryten-rules.example.yaml"):
+        if Path(name).is_file():
+            return _config_or_exit(name)
+    config = _config_or_exit(str(EXAMPLE_CONFIG))
+    # the package's directory is no place for a response log
+    return replace(config, log=replace(config.log, responses=None))
+
+
+def _route_to_chain(config: ServiceConfig, chain: str) -> ServiceConfig:
+    """Every chain of ``config`` made of ``chain``'s models (only those models kept)."""
+    from dataclasses import replace
+
+    if chain not in config.chains:
+        known = ", ".join(sorted(config.chains)) or "none"
+        click.echo(
+            f"error: the config {str(config.path)!r} has no chain {chain!r} (chains: {known})",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    target = config.chains[chain]
+    return replace(
+        config,
+        chains={name: replace(target, name=name) for name in config.chains},
+        models={m: config.models[m] for m in target.models if m in config.models},
+    )
+
+
 @main.command()
 @click.option(
     "--config",
     "config_path",
-    default="kryten-rules.example.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="The service config.",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The service config (default: ./kryten-rules.yaml, else ./kryten-rules.example.yaml, "
+    "else the example the package carries, with the default persona).",
 )
 @click.option("--user", default="you", show_default=True, help="Your CyTube name in the chat.")
 @click.option("--rank", default="registered", show_default=True, help="Your rank.")
-@click.option("--demo", is_flag=True, help="Play a short scripted conversation and exit.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Play a short scripted conversation, offline (the config's `demo` chain), and exit.",
+)
+@click.option(
+    "--chain",
+    "chain",
+    default=None,
+    help="Answer every rule with this chain of the config (--demo: `demo`).",
+)
 @click.option("--log-level", default="WARNING", show_default=True)
-def chat(config_path: str, user: str, rank: str, demo: bool, log_level: str) -> None:
+# Seconds between the demo's lines (its cooldowns are real time); tests shorten it.
+@click.option("--demo-pause", type=float, default=5.5, hidden=True)
+def chat(
+    config_path: str | None,
+    user: str,
+    rank: str,
+    demo: bool,
+    chain: str | None,
+    log_level: str,
+    demo_pause: float,
+) -> None:
     """Talk to the bot from the terminal through NATS (lines on stdin, or --demo)."""
     import asyncio
 
@@ -182,12 +278,15 @@ def chat(config_path: str, user: str, rank: str, demo: bool, log_level: str) -> 
     from .service.chat import DEMO_SCRIPT, run_chat
     from .units import parse_rank
 
-    config = _config_or_exit(config_path)
-    _setup_logging(log_level)
     try:
         rank_value = parse_rank(rank)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        raise click.BadParameter(str(exc), param_hint="'--rank'") from exc
+    config = _chat_config(config_path)
+    chain = chain or ("demo" if demo else None)
+    if chain is not None:
+        config = _route_to_chain(config, chain)
+    _setup_logging(log_level)
     try:
         asyncio.run(
             run_chat(
@@ -196,13 +295,14 @@ def chat(config_path: str, user: str, rank: str, demo: bool, log_level: str) -> 
                 rank=rank_value,
                 script=DEMO_SCRIPT if demo else None,
                 interactive=sys.stdin.isatty(),
+                pause=demo_pause,
             )
         )
     except StartupError as exc:
         click.echo(f"error: {_masked(exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
-        pass
+        click.echo("")  # Ctrl-C is a way to quit: leave the shell prompt on its own line
 
 
 def _ruleset_or_exit(

@@ -86,7 +86,13 @@ def parse_rank(value: object) -> int:
         except ValueError:
             pass
     names = ", ".join(RANKS)
-    raise ValueError(f"{value!r} is not a rank (a number or one of {names})")
+    hint = ""
+    if isinstance(value, str):
+        import difflib
+
+        close = difflib.get_close_matches(value.strip().lower(), RANKS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{value!r} is not a rank (a number or one of {names}){hint}")
 
 
 def rank_name(rank: int) -> str:

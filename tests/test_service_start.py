@@ -45,7 +45,8 @@ def test_chat_demo_runs_the_whole_pipeline_offline(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     lines = "hey cynthia, what's your favourite fight scene?\n!help\n/quit\n"
     proc = subprocess.run(
-        [SCRIPT, "chat", "--config", str(ROOT / "kryten-rules.example.yaml"), "--user", "alice"],
+        [SCRIPT, "chat", "--config", str(ROOT / "kryten-rules.example.yaml"), "--user", "alice",
+         "--chain", "demo"],
         input=lines, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
@@ -55,8 +56,8 @@ def test_chat_demo_runs_the_whole_pipeline_offline(tmp_path: Path) -> None:
     # the example's `demo` model answers through LiteLLM's mock_response and says so
     assert "CynthiaRothbot> (offline demo, no model reachable)" in out
     assert "rules: help" in out
-    # the missing key is named, its (absent) value never printed
-    assert "OPENAI_API_KEY" in proc.stderr
+    # every rule answered by the demo chain: the real models and their keys are out of it
+    assert "OPENAI_API_KEY" not in proc.stderr
 
 
 def _config(tmp_path: Path, url: str) -> Path:

@@ -72,7 +72,7 @@ from .delivery import (
     robot_delivery,
     send_failed,
 )
-from .embedded import EmbeddedNats
+from .embedded import EmbeddedNats, EmbeddedNatsError
 from .lanes import Lane
 from .metrics import HttpEndpoint, Metrics
 from .outcome import PartOutcomes, Summary
@@ -253,7 +253,10 @@ class Bot:
         warming = asyncio.ensure_future(self._prepare_llm())
         try:
             if self.config.nats.embedded and not self._nats_url:
-                self.embedded = await asyncio.to_thread(EmbeddedNats().start)
+                try:
+                    self.embedded = await asyncio.to_thread(EmbeddedNats().start)
+                except EmbeddedNatsError as exc:  # a message and exit 2, not a traceback
+                    raise StartupError(str(exc)) from exc
                 log.info("embedded nats-server listening on %s", self.embedded.url)
             await self._connect()
             await self._load_ranks()

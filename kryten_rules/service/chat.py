@@ -7,7 +7,11 @@ publishes it, and the bot's ``say``/``pm`` commands are read back from
 NATS works), and the trace of each decision is printed under the line.
 
 Lines that start with ``/`` are client commands: ``/user NAME``, ``/rank R``,
-``/media TITLE [DURATION]``, ``/pm TEXT``, ``/join``, ``/quit``.
+``/media TITLE [DURATION]``, ``/pm TEXT``, ``/join``, ``/help``, ``/quit``.
+
+Standard input is read by a daemon thread, so Ctrl-C quits at once even while
+a line is half typed; on a terminal, output that arrives while the prompt is
+shown is printed above it, and the prompt drawn again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -45,19 +50,61 @@ DEMO_SCRIPT = (
 )
 
 
+COMMANDS = "/user NAME, /rank RANK, /media TITLE [DURATION], /pm TEXT, /join, /help, /quit"
+
+NEXT_STEPS = """\
+That was the demo. Try next:
+  kryten-rules chat                  talk to the bot yourself (/help lists the commands)
+  kryten-rules init mybot            your own copy: config, rules, prompts, a rule test, CI
+  cd mybot && kryten-rules explain "hey cynthia" --config kryten-rules.yaml
+                                     why it would or would not answer a line, rule by rule"""
+
+
+def banner(config: ServiceConfig, url: str, user: str, rank: int) -> str:
+    where = f" (config {config.path})" if config.path else ""
+    return (
+        f"connected to {url} as {user} (rank {rank}) in #{config.cytube.channel}; "
+        f"talking to {config.bot_name}{where}.\n"
+        "Type a line and press Enter to say it in the channel; each decision's trace "
+        "is printed under it.\n"
+        f"Commands: {COMMANDS}. Quit with /quit, Ctrl-D or Ctrl-C."
+    )
+
+
 class ChatClient:
     def __init__(
-        self, bot: Bot, *, user: str = "you", rank: int = 1, out: TextIO = sys.stdout
+        self,
+        bot: Bot,
+        *,
+        user: str = "you",
+        rank: int = 1,
+        out: TextIO = sys.stdout,
+        interactive: bool = False,
     ) -> None:
         self.bot = bot
         self.user = user
         self.rank = rank
         self.out = out
+        self.interactive = interactive
+        self.prompt_shown = False
         cy = bot.config.cytube
         self.channel, self.domain = cy.channel, cy.domain
 
+    @property
+    def prompt(self) -> str:
+        return f"{self.user}> "
+
+    def show_prompt(self) -> None:
+        if self.interactive and not self.prompt_shown:
+            self.out.write(self.prompt)
+            self.out.flush()
+            self.prompt_shown = True
+
     def say(self, text: str) -> None:
-        self.out.write(text + "\n")
+        if self.prompt_shown:  # print above the prompt, then draw it again
+            self.out.write("\r\x1b[K" + text + "\n" + self.prompt)
+        else:
+            self.out.write(text + "\n")
         self.out.flush()
 
     def on_decision(self, d: Decision) -> None:
@@ -108,7 +155,11 @@ class ChatClient:
                     "addUser", {"name": self.user, "rank": self.rank, "meta": {}, "profile": {}}
                 )
             elif cmd == "rank" and rest:
-                self.rank = parse_rank(rest.strip())
+                try:
+                    self.rank = parse_rank(rest.strip())
+                except ValueError as exc:
+                    self.say(f"  {exc}")
+                    return True
                 await self.publish("setUserRank", {"name": self.user, "rank": self.rank})
             elif cmd == "join":
                 await self.publish(
@@ -144,9 +195,7 @@ class ChatClient:
                     },
                 )
             else:
-                self.say(
-                    "commands: /user NAME, /rank R, /media TITLE [DURATION], /pm TEXT, /join, /quit"
-                )
+                self.say(f"commands: {COMMANDS}")
             return True
         await self.publish(
             "chatMsg", {"username": self.user, "msg": text, "meta": {}, "time": now_ms}
@@ -163,6 +212,30 @@ class ChatClient:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.3)
+
+
+def _stdin_lines() -> asyncio.Queue[str]:
+    """Lines of standard input, read by a daemon thread ("" at the end).
+
+    A thread blocked in ``readline`` must not keep the process alive: with
+    ``asyncio.to_thread`` Ctrl-C waited for the next Enter.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                line = sys.stdin.readline()
+            except (OSError, ValueError):
+                line = ""
+            with contextlib.suppress(RuntimeError):  # the loop is gone: we are exiting
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            if not line:
+                return
+
+    threading.Thread(target=read, name="chat-stdin", daemon=True).start()
+    return queue
 
 
 async def run_chat(
@@ -182,14 +255,12 @@ async def run_chat(
         serve_http=False,
     )
     await bot.start()
-    client = ChatClient(bot, user=user, rank=rank)
+    client = ChatClient(bot, user=user, rank=rank, interactive=interactive and script is None)
     client_box.append(client)
     await bot.nc.subscribe(COMMAND_SUBJECT, cb=client._on_command)
     await client.publish("addUser", {"name": user, "rank": rank, "meta": {}, "profile": {}})
-    client.say(
-        f"connected to {bot.safe_url} as {user} (rank {rank}) in #{config.cytube.channel}; "
-        f"talking to {config.bot_name}. /quit to leave."
-    )
+    client.say(banner(config, bot.safe_url, user, rank))
+    interrupted = False
     try:
         if script is not None:
             for text in script:
@@ -201,17 +272,25 @@ async def run_chat(
                 await client.settle()
                 if not text.startswith("/") or text.startswith("/pm "):
                     await asyncio.sleep(pause)
+            client.say("")
+            client.say(NEXT_STEPS)
         else:
+            lines = _stdin_lines()
             while True:
-                if interactive:
-                    sys.stdout.write(f"{client.user}> ")
-                    sys.stdout.flush()
-                text = await asyncio.to_thread(sys.stdin.readline)
+                client.show_prompt()
+                text = await lines.get()
+                client.prompt_shown = False  # Enter moved the cursor past it
                 if not text:
+                    if interactive:
+                        client.say("")
                     break
                 if not await client.line(text):
                     break
-                if not interactive:
-                    await client.settle()
+                # the decision's trace (and a quick reply) before the next prompt
+                await client.settle(timeout=30.0 if not interactive else 10.0)
+    except asyncio.CancelledError:  # Ctrl-C: leave now, do not wait for replies
+        interrupted = True
+        raise
     finally:
-        await bot.stop()
+        client.prompt_shown = False
+        await bot.stop(grace=0.0 if interrupted else 3.0)
