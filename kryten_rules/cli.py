@@ -417,6 +417,66 @@ def explain(
 
 
 @main.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Service config: its nats.url and cytube.channel.",
+)
+@click.option("--nats", "nats_url", help="NATS server URL (instead of the config's).")
+@click.option("--channel", help="CyTube channel (instead of the config's).")
+@click.option("-a", "--append", is_flag=True, help="Add to OUT if it exists.")
+def record(
+    out: str, config_path: str | None, nats_url: str | None, channel: str | None, append: bool
+) -> None:
+    """Record a channel's events from NATS into OUT (JSONL), for `replay`.
+
+    Every event Kryten-Robot publishes for the channel, one line each, written
+    as it arrives. Ctrl-C or SIGTERM stops. Give --config, or --nats and
+    --channel.
+    """
+    import asyncio
+
+    from .record import record as record_events
+    from .wire import subscribe_subject
+
+    config = _config_or_exit(config_path)
+    url = nats_url or (config.nats.url if config else None)
+    channel = channel or (config.cytube.channel if config else None)
+    if not url or not channel:
+        click.echo("error: give --config, or --nats URL and --channel NAME", err=True)
+        sys.exit(EXIT_USAGE)
+    if url == "embedded":
+        click.echo(
+            "error: nats.url is `embedded`: no Kryten-Robot publishes there; give --nats URL",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    try:
+        subscribe_subject(channel)
+    except ValueError as exc:
+        click.echo(f"error: channel {channel!r}: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    path = Path(out)
+    if path.exists() and not append and path.stat().st_size > 0:
+        click.echo(
+            f"error: {out!r} exists: --append adds to it, or record into a new file", err=True
+        )
+        sys.exit(EXIT_USAGE)
+    try:
+        fh = path.open("a" if append else "w", encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"error: cannot write {out!r}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    with fh:
+        count = asyncio.run(
+            record_events(url, channel, fh, notify=lambda text: click.echo(text, err=True))
+        )
+    click.echo(f"recorded {count} event(s) into {out}", err=True)
+
+
+@main.command()
 @click.argument("log", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--rules",
@@ -430,8 +490,25 @@ def explain(
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-def replay(log: str, rules: tuple[str, ...], config_path: str | None, seed: int, fmt: str) -> None:
-    """Run a recorded channel (JSONL of Kryten-Robot events) through the rules."""
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Name every skipped line, with its line number and reason (text: on stderr).",
+)
+def replay(
+    log: str,
+    rules: tuple[str, ...],
+    config_path: str | None,
+    seed: int,
+    fmt: str,
+    verbose: bool,
+) -> None:
+    """Run a recorded channel (JSONL of Kryten-Robot events) through the rules.
+
+    LOG is what `kryten-rules record` writes, or one envelope per line. Lines
+    that are not events are skipped and counted by reason; --verbose names each.
+    """
     from collections.abc import Iterable
 
     from . import replay as replay_mod
@@ -442,8 +519,17 @@ def replay(log: str, rules: tuple[str, ...], config_path: str | None, seed: int,
     path = Path(log)
     with path.open(encoding="utf-8", errors="replace") as fh:
         lines = fh.readlines()
-    show_bar = sys.stderr.isatty() and len(lines) > 2000
+    show_bar = sys.stderr.isatty() and len(lines) > 2000 and not verbose
     defaults = config or ServiceConfig()
+    skipped: list[replay_mod.Skipped] = []
+
+    def on_skip(item: replay_mod.Skipped) -> None:
+        if not verbose:
+            return
+        if fmt == "json":
+            skipped.append(item)
+        else:
+            click.echo(f"{log}:{item.line}: skipped: {item.reason}", err=True)
 
     def run_replay(events: Iterable[str]) -> replay_mod.ReplayStats:
         return replay_mod.replay(
@@ -453,6 +539,7 @@ def replay(log: str, rules: tuple[str, ...], config_path: str | None, seed: int,
             bot_name=config.bot_name if config else None,
             ignore_users=defaults.ignore_users,
             history_slack=defaults.history_slack,
+            on_skip=on_skip,
         )
 
     if show_bar:
@@ -461,7 +548,10 @@ def replay(log: str, rules: tuple[str, ...], config_path: str | None, seed: int,
     else:
         stats = run_replay(lines)
     if fmt == "json":
-        click.echo(json.dumps(stats.as_dict(), indent=2))
+        out = stats.as_dict()
+        if verbose:
+            out["skipped_lines"] = [{"line": s.line, "reason": s.reason} for s in skipped]
+        click.echo(json.dumps(out, indent=2))
     else:
         click.echo(replay_mod.format_text(stats))
 

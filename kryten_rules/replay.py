@@ -6,13 +6,18 @@ envelope}`` as ``nats sub --json`` style recorders write). Each event is
 decoded by the same code as the live service (``wire.decode_message``), let
 through or ignored by the same intake (``intake.Intake``) and evaluated on a
 virtual clock set to the event's recorded time.
+
+No line stops a replay: a line that is not an event is *skipped*, counted
+under its reason (``not JSON``, ``missing channel``, ...) and, with
+``verbose``, reported with its line number. ``kryten-rules record`` writes
+the ``{"subject", "data"}`` form.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -24,11 +29,30 @@ from .ruleset import RuleSet
 from .wire import MalformedEvent, decode_message, event_subject, rank_changes
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A line of the log that is not an event the rules can see, and why."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    line: int
+    subject: str
+    data: bytes
+    env_time: float | None
+
+
 @dataclass(slots=True)
 class ReplayStats:
     events: int = 0
     chat_lines: int = 0
     malformed: int = 0
+    # why lines were skipped (malformed), and events the rules do not use, by name
+    skipped: Counter[str] = field(default_factory=Counter)
+    unused: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
     fired: Counter[str] = field(default_factory=Counter)
     blocked: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -52,6 +76,8 @@ class ReplayStats:
             "events": self.events,
             "chat_lines": self.chat_lines,
             "malformed": self.malformed,
+            "skipped": dict(self.skipped),
+            "unused": dict(self.unused),
             "ignored": dict(self.ignored),
             "hours": round(self.hours, 3),
             "replies": self.replies,
@@ -77,33 +103,55 @@ def _timestamp(env: dict[str, Any]) -> float | None:
     return None
 
 
-def read_log(lines: Iterable[str]) -> Iterator[tuple[str, bytes, float | None] | None]:
-    """``(subject, data, envelope time)`` per line; ``None`` for an unreadable line."""
-    for line in lines:
-        line = line.strip()
+def read_log(lines: Iterable[str]) -> Iterator[LogEvent | Skipped]:
+    """One :class:`LogEvent` or :class:`Skipped` per non-blank line, numbered from 1."""
+    for number, raw_line in enumerate(lines, 1):
+        line = raw_line.strip()
         if not line:
             continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            yield None
-            continue
-        if isinstance(obj, dict) and "data" in obj and "subject" in obj:
-            data = obj["data"]
-            env = data if isinstance(data, dict) else None
-            raw = json.dumps(data).encode() if isinstance(data, dict) else str(data).encode()
-            subject = str(obj["subject"])
-            if env is None:
-                try:
-                    env = json.loads(raw)
-                except ValueError:
-                    env = {}
-            yield subject, raw, _timestamp(env) if isinstance(env, dict) else None
-        elif isinstance(obj, dict) and isinstance(obj.get("event_name"), str):
-            subject = event_subject(str(obj.get("channel", "")), obj["event_name"])
-            yield subject, line.encode(), _timestamp(obj)
+        yield _read_line(number, line)
+
+
+def _read_line(number: int, line: str) -> LogEvent | Skipped:
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return Skipped(number, "not JSON")
+    if not isinstance(obj, dict):
+        return Skipped(number, "not a JSON object")
+    if "subject" in obj and "data" in obj:  # {"subject": ..., "data": envelope}, as `record` writes
+        subject, data = obj["subject"], obj["data"]
+        if not isinstance(subject, str):
+            return Skipped(number, "bad subject")
+        if isinstance(data, dict):
+            env: Any = data
+            try:
+                raw = json.dumps(data).encode()
+            except (ValueError, RecursionError):  # pragma: no cover - it was JSON already
+                return Skipped(number, "bad data")
+        elif isinstance(data, str):
+            raw = data.encode("utf-8", "surrogatepass")
+            try:
+                env = json.loads(data)
+            except (ValueError, RecursionError):
+                env = None
         else:
-            yield None
+            return Skipped(number, "bad data")
+        return LogEvent(number, subject, raw, _timestamp(env) if isinstance(env, dict) else None)
+    if "event_name" not in obj:
+        return Skipped(number, "neither an envelope nor a {subject, data} record")
+    name, channel = obj["event_name"], obj.get("channel")
+    if not isinstance(name, str):
+        return Skipped(number, "bad event_name")
+    if channel is None:
+        return Skipped(number, "missing channel")
+    if not isinstance(channel, str):
+        return Skipped(number, "bad channel")
+    try:
+        subject = event_subject(channel, name)
+    except ValueError as exc:
+        return Skipped(number, str(exc))
+    return LogEvent(number, subject, line.encode("utf-8", "surrogatepass"), _timestamp(obj))
 
 
 def replay(
@@ -114,6 +162,7 @@ def replay(
     bot_name: str | None = None,
     ignore_users: Iterable[str] = (),
     history_slack: float = DEFAULT_HISTORY_SLACK,
+    on_skip: Callable[[Skipped], None] | None = None,
 ) -> ReplayStats:
     """Every event of a recording through the same intake and engine as the service.
 
@@ -129,18 +178,26 @@ def replay(
         slack=history_slack,
     )
     stats = ReplayStats()
+
+    def skip(item: Skipped) -> None:
+        stats.malformed += 1
+        stats.skipped[item.reason] += 1
+        if on_skip is not None:
+            on_skip(item)
+
     for item in read_log(lines):
         stats.events += 1
-        if item is None:
-            stats.malformed += 1
+        if isinstance(item, Skipped):
+            skip(item)
             continue
-        subject, data, env_time = item
+        env_time = item.env_time
         try:
-            decoded = decode_message(subject, data)
-        except MalformedEvent:
-            stats.malformed += 1
+            decoded = decode_message(item.subject, item.data)
+        except MalformedEvent as exc:
+            skip(Skipped(item.line, exc.reason))
             continue
         if decoded is None:
+            stats.unused[_event_name(item.data)] += 1
             continue
         engine.apply_ranks(rank_changes(decoded.event))
         at = decoded.at or env_time or clock.now()
@@ -171,12 +228,30 @@ def replay(
     return stats
 
 
+def _event_name(data: bytes) -> str:
+    try:
+        env = json.loads(data)
+    except (ValueError, RecursionError):  # pragma: no cover - decode_message read it
+        return "?"
+    return str(env.get("event_name", "?")) if isinstance(env, dict) else "?"
+
+
 def format_text(stats: ReplayStats, top: int = 10) -> str:
     d = stats.as_dict(top)
     ignored = ", ".join(f"{why} {n}" for why, n in sorted(d["ignored"].items()))
     out = [
         f"{d['events']} events, {d['chat_lines']} chat lines over {d['hours']:.2f} h"
         f" ({d['malformed']} malformed, ignored: {ignored or 'none'})",
+    ]
+    if d["skipped"]:
+        by_count = sorted(d["skipped"].items(), key=lambda kv: (-kv[1], kv[0]))
+        out.append("skipped lines: " + ", ".join(f"{why} {n}" for why, n in by_count))
+    if d["unused"]:
+        out.append(
+            "events the rules do not use: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(d["unused"].items()))
+        )
+    out += [
         f"{d['replies']} replies"
         + (f", {d['replies_per_hour']:.1f} per hour" if d["replies_per_hour"] else ""),
         "",
