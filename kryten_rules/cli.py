@@ -1,11 +1,16 @@
 """The ``kryten-rules`` command line. Commands parse options and hand off.
 
-Exit codes, the same for every command:
+Exit codes, the same for every command (docs/cli.md has the table):
 
 * 0 - clean (``validate``: no errors, warnings allowed unless ``--strict``;
-  ``test``: every case passed)
+  ``test``: every case passed; ``run``/``record``/``chat``: stopped as asked)
 * 1 - the input has errors (diagnostics printed) or a test failed
-* 2 - usage error: bad options, missing files, unreadable input
+* 2 - usage error or cannot start: bad options, missing files, unreadable
+  input, a config with errors, a service that cannot start, an internal error
+
+Every command takes ``--color auto|always|never`` (``auto`` honours
+``NO_COLOR``) and ``-q/--quiet`` (errors, diagnostics and asked-for output
+only), before or after the command name.
 
 Heavy imports (LiteLLM, NATS) happen inside the commands that need them:
 ``validate`` must stay fast and never touch the network.
@@ -14,30 +19,122 @@ Heavy imports (LiteLLM, NATS) happen inside the commands that need them:
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, TextIO, overload
 
 import click
 
 from . import __version__
-from .diagnostics import RuleSetError, format_github, format_json, format_text
+from .diagnostics import Diagnostic, RuleSetError, format_github, format_json, format_text
 
 if TYPE_CHECKING:  # the CLI imports these lazily, inside the commands
     from .config import ServiceConfig
     from .ruleset import RuleSet
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+COLOR_MODES = ("auto", "always", "never")
 
 
 class _Group(click.Group):
     """Usage errors exit 2 (click's default), everything else unexpected exits 2 too."""
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:  # Ctrl-C where it is not the way to stop: the shell's 130
+            click.echo("", err=True)
+            sys.exit(130)
+        except Exception as exc:  # a bug: say so, keep the traceback for the report
+            import traceback
+
+            traceback.print_exc()
+            click.echo(
+                f"error: internal error ({type(exc).__name__}): please report it, "
+                "with the traceback above",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
+
+
+def _remember(name: str) -> Any:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value not in (None, False):
+            ctx.find_root().meta[name] = value
+        return value
+
+    return callback
+
+
+def _common_options() -> list[click.Option]:
+    return [
+        click.Option(
+            ["--color"],
+            type=click.Choice(COLOR_MODES),
+            default=None,
+            expose_value=False,
+            callback=_remember("color"),
+            help="Color in text output: auto (a terminal, and NO_COLOR unset), always, never.",
+        ),
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_remember("quiet"),
+            help="Only errors, diagnostics and the output asked for; no summaries or banners.",
+        ),
+    ]
+
+
+def _meta() -> dict[str, Any]:
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_root().meta if ctx is not None else {}
+
+
+def use_color(stream: TextIO) -> bool:
+    """``--color``; ``auto``: a terminal, unless ``NO_COLOR`` is set (https://no-color.org)."""
+    mode = _meta().get("color", "auto")
+    if mode != "auto":
+        return bool(mode == "always")
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def quiet() -> bool:
+    return bool(_meta().get("quiet"))
+
+
+def info(text: str, *, err: bool = False) -> None:
+    """A summary, banner or next step: not printed with ``-q``."""
+    if not quiet():
+        click.echo(text, err=err)
+
+
+def echo_diagnostics(diags: Iterable[Diagnostic], *, err: bool) -> None:
+    stream = sys.stderr if err else sys.stdout
+    color = use_color(stream)
+    click.echo(format_text(diags, color=color), err=err, color=color)
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="kryten-rules")
+@click.version_option(__version__, "-V", "--version", prog_name="kryten-rules")
 def main() -> None:
-    """Declarative rules for LLM chat bots in CyTube channels (Kryten ecosystem)."""
+    """Declarative rules for LLM chat bots in CyTube channels (Kryten ecosystem).
+
+    Exit codes, for every command: 0 ok, 1 the input has errors or a test
+    failed, 2 usage error or cannot start. Shell completion: see docs/cli.md
+    (eval "$(_KRYTEN_RULES_COMPLETE=bash_source kryten-rules)").
+    """
+
+
+main.params.extend(_common_options())
 
 
 @overload
@@ -52,12 +149,63 @@ def _config_or_exit(path: str | None) -> ServiceConfig | None:
     try:
         return load_config(path)
     except RuleSetError as exc:
-        click.echo(format_text(exc.diagnostics, color=sys.stderr.isatty()), err=True)
+        echo_diagnostics(exc.diagnostics, err=True)
         click.echo(f"error: the service config {path!r} has errors", err=True)
         sys.exit(EXIT_USAGE)
     except (ValueError, OverflowError) as exc:  # a value the checks let through: still no traceback
         click.echo(f"error: the service config {path!r}: {_masked(exc)}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+
+
+def _stdin_file() -> Path:
+    """Standard input in a file of its own, in this directory when it can be.
+
+    A file named ``-`` in this directory reads like this one: relative paths in
+    it (``prompt_file``, a test's ``rules``) resolve from here.
+    """
+    import tempfile
+
+    data = sys.stdin.buffer.read()
+    for where in (".", None):
+        try:
+            fd, name = tempfile.mkstemp(prefix=".kryten-rules-stdin-", suffix=".yaml", dir=where)
+        except OSError:
+            continue
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return Path(name)
+    click.echo("error: cannot store standard input in a temporary file", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _config_rules(paths: list[str]) -> list[str]:
+    """The rule paths of the service configs among ``paths``, to check with them.
+
+    ``validate kryten-rules.yaml`` said "ok, 0 rules" while ``run`` failed on
+    the rules it names.
+    """
+    from .load import YAML_SUFFIXES, load_config
+    from .schema import file_kind
+    from .yamlload import load_file
+
+    extra: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if not (p.is_file() and p.suffix in YAML_SUFFIXES):
+            continue
+        doc = load_file(p)
+        if doc.root is None or file_kind(doc.root) != "config":
+            continue
+        try:
+            config = load_config(p)
+        except RuleSetError:
+            continue  # the config's own errors are reported when it is checked
+        extra += [str(r) for r in config.rules if str(r) not in paths + extra]
+    return extra
 
 
 @main.command()
@@ -80,17 +228,37 @@ def _config_or_exit(path: str | None) -> ServiceConfig | None:
 def validate(paths: tuple[str, ...], config_path: str | None, fmt: str, strict: bool) -> None:
     """Check rule files, service configs and rule tests; report every problem at once.
 
-    PATHS are files or directories (all *.yaml / *.yml below them).
+    PATHS are files or directories (all *.yaml / *.yml below them); `-` reads
+    one file from standard input. A service config brings the rules it points
+    at: `validate kryten-rules.yaml` checks what `run` would load.
     """
+    from dataclasses import replace
+
     from .load import check_paths
 
-    missing = [p for p in paths if not Path(p).exists()]
+    if list(paths).count(STDIN) > 1:
+        click.echo("error: `-` (standard input) can be given once", err=True)
+        sys.exit(EXIT_USAGE)
+    missing = [p for p in paths if p != STDIN and not Path(p).exists()]
     if missing:
         click.echo(f"error: no such file or directory: {', '.join(missing)}", err=True)
         sys.exit(EXIT_USAGE)
     config = _config_or_exit(config_path)
-    checked = check_paths(paths, config=config)
+    stdin_file = _stdin_file() if STDIN in paths else None
+    try:
+        names = [str(stdin_file) if p == STDIN else p for p in paths]
+        checked = check_paths(names + _config_rules(names), config=config)
+    finally:
+        if stdin_file is not None:
+            stdin_file.unlink(missing_ok=True)
     diags = checked.diagnostics
+    if stdin_file is not None:
+        diags = [
+            replace(d, span=replace(d.span, file=STDIN_NAME))
+            if d.span.file == str(stdin_file)
+            else d
+            for d in diags
+        ]
     if fmt == "json":
         click.echo(format_json(diags))
     elif fmt == "github":
@@ -99,9 +267,9 @@ def validate(paths: tuple[str, ...], config_path: str | None, fmt: str, strict: 
     else:
         n_files = len(checked.rule_files) + len(checked.configs) + len(checked.tests)
         if diags:
-            click.echo(format_text(diags, color=sys.stdout.isatty()))
+            echo_diagnostics(diags, err=False)
         else:
-            click.echo(
+            info(
                 f"ok: {n_files} file(s), "
                 f"{sum(len(rf.rules) for rf in checked.rule_files)} rule(s), no problems"
             )
@@ -153,7 +321,7 @@ def init(directory: str, force: bool) -> None:
         sys.exit(EXIT_USAGE)
     written = write_project(target, plan)
     cd = "" if directory == "." else f"  cd {directory}\n"
-    click.echo(
+    info(
         f"wrote {len(written)} files into {directory!r}. Next:\n{cd}"
         "  kryten-rules validate kryten-rules.yaml   # the config and its rules\n"
         "  kryten-rules test tests/                 # the rule tests\n"
@@ -296,6 +464,7 @@ def chat(
                 script=DEMO_SCRIPT if demo else None,
                 interactive=sys.stdin.isatty(),
                 pause=demo_pause,
+                quiet=quiet(),
             )
         )
     except StartupError as exc:
@@ -313,7 +482,7 @@ def _ruleset_or_exit(
     try:
         return load_ruleset(paths, config, bot_name=bot)
     except RuleSetError as exc:
-        click.echo(format_text(exc.diagnostics, color=sys.stderr.isatty()), err=True)
+        echo_diagnostics(exc.diagnostics, err=True)
         # Rules that are not there at all is a usage error; rules with mistakes is not.
         errors = {d.code for d in exc.diagnostics if d.is_error}
         sys.exit(EXIT_USAGE if errors <= {"missing-path", "no-rules"} else EXIT_FAILED)
@@ -343,11 +512,15 @@ def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
     if fmt == "json":
         click.echo(ruletests.format_json(suite))
     elif suite.diagnostics:
-        click.echo(format_text(suite.diagnostics, color=sys.stderr.isatty()), err=True)
+        echo_diagnostics(suite.diagnostics, err=True)
     if suite.diagnostics and any(d.is_error for d in suite.diagnostics):
         sys.exit(EXIT_USAGE)
     if fmt == "text":
-        click.echo(ruletests.format_text(suite))
+        report = ruletests.format_text(suite)
+        if quiet():  # the failures only, not the count
+            report = report.rpartition("\n")[0] if "\n" in report else ""
+        if report:
+            click.echo(report)
     if not suite.cases:
         click.echo("error: no test cases found", err=True)
         sys.exit(EXIT_USAGE)
@@ -471,9 +644,9 @@ def record(
         sys.exit(EXIT_USAGE)
     with fh:
         count = asyncio.run(
-            record_events(url, channel, fh, notify=lambda text: click.echo(text, err=True))
+            record_events(url, channel, fh, notify=lambda text: info(text, err=True))
         )
-    click.echo(f"recorded {count} event(s) into {out}", err=True)
+    info(f"recorded {count} event(s) into {out}", err=True)
 
 
 @main.command()
@@ -509,7 +682,6 @@ def replay(
     LOG is what `kryten-rules record` writes, or one envelope per line. Lines
     that are not events are skipped and counted by reason; --verbose names each.
     """
-    from collections.abc import Iterable
 
     from . import replay as replay_mod
     from .config import ServiceConfig
@@ -519,7 +691,7 @@ def replay(
     path = Path(log)
     with path.open(encoding="utf-8", errors="replace") as fh:
         lines = fh.readlines()
-    show_bar = sys.stderr.isatty() and len(lines) > 2000 and not verbose
+    show_bar = sys.stderr.isatty() and len(lines) > 2000 and not verbose and not quiet()
     defaults = config or ServiceConfig()
     skipped: list[replay_mod.Skipped] = []
 
@@ -554,6 +726,10 @@ def replay(
         click.echo(json.dumps(out, indent=2))
     else:
         click.echo(replay_mod.format_text(stats))
+
+
+for _command in main.commands.values():
+    _command.params.extend(_common_options())
 
 
 if __name__ == "__main__":

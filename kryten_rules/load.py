@@ -93,13 +93,19 @@ def check_paths(
 ) -> Checked:
     """Load and check every file under ``paths``: all diagnostics, never an exception."""
     out = Checked()
+    paths = list(paths)
     files, out.diagnostics = discover(paths)
+    # A file named on its own must be of a kind asked for; one found in a directory
+    # may be of another (rule tests beside the rules, a config beside both).
+    named = {Path(p).resolve() for p in paths if Path(p).is_file()}
     for path, home in files:
         doc = load_file(path)
         out.diagnostics.extend(doc.diagnostics)
         if doc.root is None:
             continue
         kind = file_kind(doc.root)
+        if kind is not None and kind not in kinds and path.resolve() not in named:
+            continue
         if kind is None or kind not in kinds:
             want = " or ".join(
                 f"{k!r}" for k in ("kryten_rules", "kryten_rules_config", "kryten_rules_test")
@@ -111,7 +117,9 @@ def check_paths(
                     if kind is None
                     else f"a {kind} file is not expected here",
                     doc.root.span,
-                    "rule files start with `kryten_rules: 1`",
+                    "rule files start with `kryten_rules: 1`"
+                    if kind is None
+                    else f"this command reads {' and '.join(f'{k} files' for k in kinds)} here",
                 )
             )
             continue

@@ -246,6 +246,7 @@ async def run_chat(
     script: Iterable[str] | None,
     interactive: bool,
     pause: float = 5.5,
+    quiet: bool = False,
 ) -> None:
     client_box: list[ChatClient] = []
     bot = Bot(
@@ -259,7 +260,8 @@ async def run_chat(
     client_box.append(client)
     await bot.nc.subscribe(COMMAND_SUBJECT, cb=client._on_command)
     await client.publish("addUser", {"name": user, "rank": rank, "meta": {}, "profile": {}})
-    client.say(banner(config, bot.safe_url, user, rank))
+    if not quiet:
+        client.say(banner(config, bot.safe_url, user, rank))
     interrupted = False
     try:
         if script is not None:
@@ -272,8 +274,9 @@ async def run_chat(
                 await client.settle()
                 if not text.startswith("/") or text.startswith("/pm "):
                     await asyncio.sleep(pause)
-            client.say("")
-            client.say(NEXT_STEPS)
+            if not quiet:
+                client.say("")
+                client.say(NEXT_STEPS)
         else:
             lines = _stdin_lines()
             while True:
