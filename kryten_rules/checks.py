@@ -87,8 +87,42 @@ def resolve_template_file(rf: RuleFile, node: Node) -> tuple[Path | None, Diagno
             node.span,
         )
     if not target.is_file():
-        return None, error("prompt-file-missing", f"prompt file {raw!r} does not exist", node.span)
+        return None, error(
+            "prompt-file-missing",
+            f"prompt file {raw!r} does not exist",
+            node.span,
+            _missing_file_hint(rf, raw, target, home),
+        )
     return target, None
+
+
+def as_written(text: str) -> str:
+    """A pattern quoted as it reads in YAML, backslashes single (``repr`` doubles them)."""
+    return f"'{text}'" if "'" not in text else f'"{text}"'
+
+
+def _missing_file_hint(rf: RuleFile, raw: str, target: Path, home: Path) -> str:
+    """Where the path led, and a file of that name elsewhere in the rule set, if any."""
+    import os
+
+    hint = f"the path is relative to the rule file's directory: it names {str(target)!r}"
+    name = Path(raw).name
+    found: list[Path] = []
+    # a few levels of the rule set's tree, not hidden directories or virtualenvs
+    for top, dirs, files in os.walk(home):
+        depth = Path(top).relative_to(home).parts
+        dirs[:] = [
+            d
+            for d in dirs
+            if len(depth) < 3 and not d.startswith(".") and d not in ("node_modules", "venv")
+        ]
+        if name in files:
+            found.append(Path(top) / name)
+    if found:
+        best = min(found, key=lambda f: len(f.parts))
+        rel = Path(os.path.relpath(best, rf.path.parent.resolve())).as_posix()
+        return f"did you mean {rel!r}? ({hint})"
+    return hint
 
 
 def check_template_file(rf: RuleFile, node: Node, what: str) -> Iterator[Diagnostic]:
@@ -184,7 +218,12 @@ def check_rule(
                         if any(s in pat.value for s in ("(?=", "(?!", "(?<", "\\1", "\\2"))
                         else None
                     )
-                    yield error("bad-regex", f"RE2 rejects {pat.value!r}: {reason}", pat.span, hint)
+                    yield error(
+                        "bad-regex",
+                        f"RE2 rejects {as_written(pat.value)}: {reason}",
+                        pat.span,
+                        hint,
+                    )
     when = rule.get("when")
     if when is not None and when.is_map:
         yield from check_rank_range(when.get("rank"), f"when.rank of rule {name!r}")

@@ -22,7 +22,7 @@ from .compile import compile_rules, digest_of
 from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
 from .ruleset import RuleSet
-from .schema import check_schema, file_kind
+from .schema import check_schema, did_you_mean, file_kind
 from .treewalk import MAX_DEPTH, files_under, short_path
 from .yamlload import Node, load_file, seq
 
@@ -209,7 +209,12 @@ def _check_test_refs(path: Path, root: Node) -> list[Diagnostic]:
             fires = exp.get("fires") if exp is not None else None
             if fires is not None and isinstance(fires.value, str) and fires.value not in ids:
                 diags.append(
-                    error("unknown-rule", f"no rule {fires.value!r} in the rule set", fires.span)
+                    error(
+                        "unknown-rule",
+                        f"no rule {fires.value!r} in the rule set",
+                        fires.span,
+                        did_you_mean(fires.value, sorted(ids)),
+                    )
                 )
     return diags
 

@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from .diagnostics import Diagnostic, error
+from .units import RANKS
 from .yamlload import Node
 
 KINDS = ("rules", "config", "test")
@@ -95,11 +96,27 @@ def did_you_mean(word: str, choices: list[str]) -> str | None:
     return f"did you mean {close[0]!r}?" if close else None
 
 
-def _what(path: tuple[str | int, ...]) -> str:
+def _dotted(path: tuple[str | int, ...]) -> str:
     parts: list[str] = []
     for p in path:
         parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else p))
-    return "".join(parts) or "the document"
+    return "".join(parts)
+
+
+# A rule is named by its id, a rule-test case by its name, rather than by position.
+_NAMED = {"rules": ("id", "rule"), "cases": ("name", "case")}
+
+
+def _what(path: tuple[str | int, ...], root: Node | None = None) -> str:
+    """Where in the document: ``cooldown.rule of rule 'help'``, not ``rules[2].cooldown.rule``."""
+    if root is not None and len(path) >= 2 and path[0] in _NAMED and isinstance(path[1], int):
+        key, noun = _NAMED[str(path[0])]
+        item = root.at(path[:2])
+        name = item.get(key) if item is not None and item.is_map else None
+        if name is not None and isinstance(name.value, str) and name.value:
+            rest = _dotted(path[2:])
+            return f"{rest} of {noun} {name.value!r}" if rest else f"{noun} {name.value!r}"
+    return _dotted(path) or "the document"
 
 
 def _is_def(err: ValidationError, kind: str, name: str) -> bool:
@@ -109,7 +126,7 @@ def _is_def(err: ValidationError, kind: str, name: str) -> bool:
 def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnostic]:
     path = tuple(err.absolute_path)
     node = root.at(path)
-    where = _what(path)
+    where = _what(path, root)
     key = path[-1] if path else None
     # A failing key's own span reads better than its value's for "wrong kind of value".
     parent = root.at(path[:-1]) if path else root
@@ -160,7 +177,12 @@ def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnost
             "bad-rank",
             f"{where}: {err.instance!r} is not a CyTube rank",
             node.span,
-            "a number 0..255, or guest, registered, moderator, admin, owner, founder, siteadmin",
+            (
+                did_you_mean(str(err.instance).strip().lower(), list(RANKS))
+                if isinstance(err.instance, str)
+                else None
+            )
+            or "a number 0..255, or guest, registered, moderator, admin, owner, founder, siteadmin",
         )
         return
     if v == "pattern" and key == "id":

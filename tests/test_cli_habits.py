@@ -235,3 +235,61 @@ def test_shell_completion_script() -> None:
              "COMP_CWORD": "1"},
     )
     assert "validate" in r.output
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _diags(tmp_path: Path, text: str, name: str = "rules/r.yaml") -> list[dict[str, str]]:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, "utf-8")
+    r = run("validate", "--format", "json", path)
+    assert r.exit_code == 1, r.output
+    out: list[dict[str, str]] = json.loads(r.output)
+    return out
+
+
+def test_messages_name_the_rule_by_id(tmp_path: Path) -> None:
+    (d,) = _diags(tmp_path, BAD_RULES)
+    assert d["message"] == "unknown key 'cooldwn' in rule 'help'"
+    (d,) = _diags(tmp_path, BAD_RULES.replace("cooldwn: {rule: 1m}", "cooldown: {rule: 5x}"))
+    assert d["message"] == "cooldown.rule of rule 'help': '5x' is not a duration"
+    # a rule without an id can only be named by its place
+    no_id = "kryten_rules: 1\nrules:\n  - reply: hi\n"
+    assert any(x["message"] == "rules[0] needs the key 'id'" for x in _diags(tmp_path, no_id))
+
+
+def test_regexes_are_shown_as_written(tmp_path: Path) -> None:
+    text = BAD_RULES.replace("cooldwn", "cooldown").replace("'^!help'", "'\\bsammo(?=x)'")
+    (d,) = _diags(tmp_path, text)
+    assert d["code"] == "bad-regex"
+    assert d["message"].startswith("RE2 rejects '\\bsammo(?=x)': ")  # one backslash, as in YAML
+
+
+def test_did_you_mean_for_rank_names_and_rule_ids(tmp_path: Path) -> None:
+    text = BAD_RULES.replace("cooldwn", "cooldown").replace(
+        "reply:", "when: {rank: {min: moderater}}\n    reply:"
+    )
+    (d,) = _diags(tmp_path, text)
+    assert d["code"] == "bad-rank" and d["hint"] == "did you mean 'moderator'?"
+    r = run("explain", "hi", RULES, "--rank", "moderater")
+    assert r.exit_code == 2 and "did you mean 'moderator'?" in r.output
+    (tmp_path / "rules" / "r.yaml").write_text(BAD_RULES.replace("cooldwn", "cooldown"), "utf-8")
+    test = FAILING_TEST.replace("silent: true", "fires: hepl")
+    (d,) = _diags(tmp_path, test, "tests/t.test.yaml")
+    assert d["code"] == "unknown-rule" and d["hint"] == "did you mean 'help'?"
+
+
+def test_a_missing_prompt_file_has_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "mention.j2").write_text("hi", "utf-8")
+    text = BAD_RULES.replace("cooldwn", "cooldown").replace(
+        'reply: "hi"', "prompt_file: prompts/mention.j2"
+    )
+    (d,) = _diags(tmp_path, text)
+    assert d["code"] == "prompt-file-missing"
+    assert d["hint"].startswith("did you mean '../prompts/mention.j2'?")
+    assert "relative to the rule file's directory" in d["hint"]
+    (d,) = _diags(tmp_path, text.replace("mention.j2", "nowhere.j2"))
+    assert d["hint"].startswith("the path is relative to the rule file's directory: it names ")

@@ -259,7 +259,7 @@ def test_text_format_shows_location_source_caret_hint_and_summary() -> None:
     res = invoke("validate", path)
     assert res.exit_code == 1
     lines = res.output.splitlines()
-    assert lines[0] == f"{path}:9:5: error[unknown-key]: unknown key 'cooldwn' in rules[0]"
+    assert lines[0] == f"{path}:9:5: error[unknown-key]: unknown key 'cooldwn' in rule 'kung-fu'"
     assert lines[1] == "     9 |     cooldwn: {rule: 3m}"
     assert lines[2] == "       |     ^"
     assert lines[3] == "       = hint: did you mean 'cooldown'?"
@@ -299,7 +299,7 @@ def test_json_format() -> None:
         "column": 5,
         "severity": "error",
         "code": "unknown-key",
-        "message": "unknown key 'cooldwn' in rules[0]",
+        "message": "unknown key 'cooldwn' in rule 'kung-fu'",
         "hint": "did you mean 'cooldown'?",
     }
     res = invoke("validate", "--format", "json", str(FIXTURES / "good"))
@@ -324,7 +324,7 @@ def test_github_format() -> None:
     assert len(lines) == 2
     assert lines[0].startswith(f"::error file={path},line=9,col=5,title=unknown-key::")
     assert lines[0].endswith(
-        "[unknown-key] unknown key 'cooldwn' in rules[0] (hint: did you mean 'cooldown'?)"
+        "[unknown-key] unknown key 'cooldwn' in rule 'kung-fu' (hint: did you mean 'cooldown'?)"
     )
     assert re.match(r"::warning file=[^,]+,line=12,col=9,title=shadowed::\[shadowed\] ", lines[1])
     res = invoke("validate", "--format", "github", str(FIXTURES / "good"))
