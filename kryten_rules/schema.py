@@ -96,6 +96,11 @@ def did_you_mean(word: str, choices: list[str]) -> str | None:
     return f"did you mean {close[0]!r}?" if close else None
 
 
+def _closest_rank(word: str) -> str | None:
+    close = difflib.get_close_matches(word.strip().lower(), list(RANKS), n=1, cutoff=0.7)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
 def _dotted(path: tuple[str | int, ...]) -> str:
     parts: list[str] = []
     for p in path:
@@ -177,11 +182,7 @@ def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnost
             "bad-rank",
             f"{where}: {err.instance!r} is not a CyTube rank",
             node.span,
-            (
-                did_you_mean(str(err.instance).strip().lower(), list(RANKS))
-                if isinstance(err.instance, str)
-                else None
-            )
+            (_closest_rank(err.instance) if isinstance(err.instance, str) else None)
             or "a number 0..255, or guest, registered, moderator, admin, owner, founder, siteadmin",
         )
         return

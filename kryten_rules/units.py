@@ -90,7 +90,7 @@ def parse_rank(value: object) -> int:
     if isinstance(value, str):
         import difflib
 
-        close = difflib.get_close_matches(value.strip().lower(), RANKS, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(value.strip().lower(), RANKS, n=1, cutoff=0.7)
         hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ValueError(f"{value!r} is not a rank (a number or one of {names}){hint}")
 
