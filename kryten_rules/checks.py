@@ -11,12 +11,13 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .diagnostics import Diagnostic, Span, error
 from .positions import file_span, template_span
 from .shadowing import check_shadowed
+from .sources import Sources
 from .templates import check_template
 from .units import DurationRangeError, parse_duration, parse_rank
 from .yamlload import Node, effective, seq
@@ -32,6 +33,8 @@ class RuleFile:
     path: Path
     root: Node
     home: Path  # the rule set's directory tree: prompt files must stay inside it
+    # the load's files: a prompt file is read once, and compile gets the bytes checked
+    sources: Sources = field(default_factory=Sources)
 
     @property
     def rules(self) -> list[Node]:
@@ -132,7 +135,7 @@ def check_template_file(rf: RuleFile, node: Node, what: str) -> Iterator[Diagnos
         return
     assert target is not None
     try:
-        source = target.read_bytes().decode("utf-8")
+        source = rf.sources.read(target).text()
     except (OSError, UnicodeDecodeError) as exc:
         yield error("prompt-file-unreadable", f"cannot read {node.value!r}: {exc}", node.span)
         return

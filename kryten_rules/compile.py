@@ -1,8 +1,8 @@
 """Stage 3, compile: checked rule files to an immutable :class:`RuleSet`.
 
 Only called on a rule set with no error diagnostics, so it may assume every
-value has the shape the schema promises. It reads prompt files (already
-checked to lie inside the rule set's tree) and does no other I/O.
+value has the shape the schema promises. It does no I/O: prompt files come
+from the load's :class:`~kryten_rules.sources.Sources`, as the checks read them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from .checks import RuleFile, resolve_template_file
+from .checks import RuleFile
 from .patterns import compile_set, mention_pattern, word_pattern
 from .ruleset import (
     WINDOWS,
@@ -71,10 +71,10 @@ def _rank(value: Any) -> int | None:
 
 
 def _template_file(rf: RuleFile, node: Node) -> CompiledTemplate:
-    path, problem = resolve_template_file(rf, node)
-    if path is None:  # checked before compile; reaching here is a bug, say where
-        raise ValueError(f"{node.span}: {problem.message if problem else 'bad template path'}")
-    return compile_template(path.read_text(encoding="utf-8"))
+    # The path as the checks resolved it, and the bytes they read in this load:
+    # never a second, unchecked reading (a file that changed since is not here).
+    target = (rf.path.parent / str(node.value)).resolve()
+    return compile_template(rf.sources.loaded(target).text())
 
 
 def _optional_template(doc: Mapping[str, Any], key: str) -> CompiledTemplate | None:

@@ -6,7 +6,6 @@ come through here, so CI and production can never disagree about a file.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,6 @@ from .checks import (
     RuleFile,
     check_config,
     check_rule_set,
-    resolve_template_file,
     rule_ids,
 )
 from .compile import compile_rules, digest_of
@@ -23,6 +21,7 @@ from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
 from .ruleset import RuleSet
 from .schema import check_schema, did_you_mean, file_kind
+from .sources import Sources
 from .treewalk import MAX_DEPTH, files_under, short_path
 from .yamlload import Node, load_file, seq
 
@@ -37,7 +36,14 @@ class Checked:
     configs: list[tuple[Path, Node]] = field(default_factory=list)
     tests: list[tuple[Path, Node]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    raw: dict[str, bytes] = field(default_factory=dict)
+    # every file this load read (rules and prompts), each once: checks, compile
+    # and the digest all use these bytes
+    sources: Sources = field(default_factory=Sources)
+
+    @property
+    def raw(self) -> dict[str, bytes]:
+        """Name -> bytes of every file read: what the rule set's digest covers."""
+        return self.sources.contents()
 
     @property
     def ok(self) -> bool:
@@ -99,7 +105,7 @@ def check_paths(
     # may be of another (rule tests beside the rules, a config beside both).
     named = {Path(p).resolve() for p in paths if Path(p).is_file()}
     for path, home in files:
-        doc = load_file(path)
+        doc = load_file(path, out.sources)
         out.diagnostics.extend(doc.diagnostics)
         if doc.root is None:
             continue
@@ -128,8 +134,7 @@ def check_paths(
         if kind == "rules":
             # Semantic checks run even where the schema failed (they take any
             # shape), so one run reports everything; compile only runs when clean.
-            out.rule_files.append(RuleFile(path, doc.root, home))
-            out.raw[str(path)] = doc.data
+            out.rule_files.append(RuleFile(path, doc.root, home, out.sources))
         elif kind == "config":
             out.diagnostics.extend(check_config(doc.root))
             out.configs.append((path, doc.root))
@@ -144,26 +149,9 @@ def check_paths(
         chains = config_from_plain(out.configs[0][1].plain(), out.configs[0][0]).chains
     if out.rule_files:
         out.diagnostics.extend(check_rule_set(out.rule_files, chains))
-        _read_templates(out)
     for path, root in out.tests:
         out.diagnostics.extend(_check_test_refs(path, root))
     return out
-
-
-def _read_templates(out: Checked) -> None:
-    """Add prompt files to ``raw`` so a change to one is a change of the rule set."""
-    for rf in out.rule_files:
-        nodes = [r.get("prompt_file") for r in rf.rules if r.is_map]
-        persona = rf.root.get("persona")
-        if persona is not None:
-            nodes.append(persona.get("system_prompt_file"))
-        for node in nodes:
-            if node is None or not isinstance(node.value, str):
-                continue
-            target, _ = resolve_template_file(rf, node)
-            if target is not None:
-                with contextlib.suppress(OSError):
-                    out.raw[str(target)] = target.read_bytes()
 
 
 def _exists(path: Path, test: Callable[[Path], bool]) -> bool:
@@ -252,12 +240,13 @@ def build_ruleset(
     if not checked.ok:
         return None, diags
     name = bot_name if bot_name is not None else (config.bot_name if config else "")
+    raw = checked.raw
     return (
         compile_rules(
             checked.rule_files,
             bot_name=name,
-            digest=digest_of(checked.raw),
-            sources=tuple(sorted(checked.raw)),
+            digest=digest_of(raw),
+            sources=tuple(sorted(raw)),
         ),
         diags,
     )

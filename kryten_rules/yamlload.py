@@ -20,13 +20,13 @@ from typing import Any
 import yaml
 
 from .diagnostics import Diagnostic, Span, error
+from .sources import MAX_FILE_BYTES, Sources, SourceTooLarge
 
 try:  # the C composer is ~10x faster on large rule sets
     from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover - libyaml missing
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-MAX_FILE_BYTES = 4 * 1024 * 1024  # a rule file this large is a mistake, not a rule set
 _STR_TAG = "tag:yaml.org,2002:str"
 MAX_NODES = 200_000  # values in one document, counting what aliases repeat
 
@@ -286,28 +286,32 @@ def load_text(text: str, file: str) -> tuple[Node | None, list[Diagnostic]]:
     return root, conv.diagnostics
 
 
-def load_file(path: Path) -> Document:
-    """Read and parse one file; every failure becomes a diagnostic, never an exception."""
+def load_file(path: Path, sources: Sources | None = None) -> Document:
+    """Read and parse one file; every failure becomes a diagnostic, never an exception.
+
+    With ``sources`` the file is read through it, so the bytes parsed here are
+    the bytes every later stage of the same load (and the digest) sees.
+    """
     file = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return Document(
-                path,
-                None,
-                [
-                    error(
-                        "file-too-large",
-                        f"file is {size} bytes (limit {MAX_FILE_BYTES})",
-                        Span(file),
-                    )
-                ],
-            )
-        data = path.read_bytes()
+        src = (sources or Sources()).read(path)
+    except SourceTooLarge as exc:
+        return Document(
+            path,
+            None,
+            [
+                error(
+                    "file-too-large",
+                    f"file is {exc.size} bytes (limit {MAX_FILE_BYTES})",
+                    Span(file),
+                )
+            ],
+        )
     except OSError as exc:
         return Document(
             path, None, [error("file-unreadable", exc.strerror or str(exc), Span(file))]
         )
+    data = src.data
     text, diag = _decode(data, file)
     if text is None:
         return Document(path, None, [diag] if diag else [])
