@@ -189,6 +189,30 @@ def check_media_range(when: Node | None) -> Iterator[Diagnostic]:
         )
 
 
+def _duration_nodes(rule: Node) -> Iterator[Node]:
+    """Every duration of a rule (or ``defaults``): its cooldowns and media bounds."""
+    cooldown = rule.get("cooldown")
+    if cooldown is not None and cooldown.is_map:
+        yield from (n for _, n in cooldown.items())
+    when = rule.get("when")
+    media = when.get("media") if when is not None else None
+    for key in ("min_duration", "max_duration"):
+        node = media.get(key) if media is not None else None
+        if node is not None:
+            yield node
+
+
+def check_durations(nodes: Iterable[Node]) -> Iterator[Diagnostic]:
+    """A duration the schema accepts in form but too long to compute with."""
+    for node in nodes:
+        try:
+            parse_duration(node.value)
+        except DurationRangeError as exc:
+            yield error("bad-duration", str(exc), node.span, "a cooldown of days is plenty")
+        except ValueError:
+            pass  # not a duration at all: the schema says so
+
+
 def check_rule(
     rf: RuleFile, rule: Node, chains: Mapping[str, object] | None
 ) -> Iterator[Diagnostic]:
@@ -227,6 +251,7 @@ def check_rule(
                         pat.span,
                         hint,
                     )
+    yield from check_durations(_duration_nodes(rule))
     when = rule.get("when")
     if when is not None and when.is_map:
         yield from check_rank_range(when.get("rank"), f"when.rank of rule {name!r}")
@@ -272,9 +297,16 @@ def check_rule_file(rf: RuleFile, chains: Mapping[str, object] | None) -> Iterat
         fb = defaults.get("fallback_reply")
         if fb is not None:
             yield from check_template_node(fb, "defaults.fallback_reply")
+        yield from check_durations(_duration_nodes(defaults))
         when = defaults.get("when")
         if when is not None and when.is_map:
             yield from check_rank_range(when.get("rank"), "defaults.when.rank")
+    limits = rf.root.get("limits")
+    for part in ("global", "user"):
+        budget = limits.get(part) if limits is not None else None
+        cooldown = budget.get("cooldown") if budget is not None else None
+        if cooldown is not None:
+            yield from check_durations([cooldown])
     for rule in rf.rules:
         yield from check_rule(rf, rule, chains)
 

@@ -22,6 +22,8 @@ seed always give the same decisions.
 
 from __future__ import annotations
 
+import copy
+import logging
 import random
 from collections import deque
 from collections.abc import Collection, Iterable
@@ -36,6 +38,8 @@ from .patterns import normalise, strip_mention
 from .ruleset import SCOPES, WINDOWS, Rule, RuleSet
 from .state import MemoryStore, StateStore
 from .units import format_duration, rank_name
+
+log = logging.getLogger(__name__)
 
 HISTORY_LINES = 20  # lines a template sees
 HISTORY_KEPT = 200  # lines kept, so a reply prepared late still sees its own 20
@@ -307,11 +311,22 @@ class Engine:
         self._decided_with = (self.ruleset, self._mention_index, self.room, name)
 
     def swap(self, ruleset: RuleSet) -> None:
-        """Install a new rule set; state of rules that are gone is dropped."""
+        """Install a new rule set; state of rules that are gone is dropped.
+
+        All or nothing: the new set's tables are built on a copy of the engine,
+        so whatever raises while building them leaves this engine, old rule set
+        and all, exactly as it was. Only once all of it was built is it taken
+        over, in one ``dict.update`` that cannot stop half-way.
+        """
+        staged = copy.copy(self)  # shares state, room and clock; own tables
+        staged._install(ruleset)
         gone = {r.id for r in self.ruleset.rules} - {r.id for r in ruleset.rules}
+        vars(self).update(vars(staged))
         if gone:
-            self.state.drop_rules(gone)
-        self._install(ruleset)
+            try:
+                self.state.drop_rules(gone)
+            except Exception:  # the new set is in place; stale counts are only unused
+                log.exception("dropping the state of %d removed rule(s) failed", len(gone))
 
     # --- room state ------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .checks import (
 from .compile import compile_rules, digest_of
 from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
+from .numbers import NUMBER_CODES
 from .ruleset import RuleSet
 from .schema import check_schema, did_you_mean, file_kind
 from .sources import Sources
@@ -129,7 +130,10 @@ def check_paths(
                 )
             )
             continue
-        schema_diags = check_schema(doc.root, kind)
+        # A value the loader refused (a NaN, a number out of range) is null in the
+        # tree: its own diagnostic says why, the schema's "not null" would be noise.
+        refused = {d.span for d in doc.diagnostics if d.code in NUMBER_CODES}
+        schema_diags = [d for d in check_schema(doc.root, kind) if d.span not in refused]
         out.diagnostics.extend(schema_diags)
         if kind == "rules":
             # Semantic checks run even where the schema failed (they take any
@@ -222,7 +226,8 @@ def load_config(path: str | Path) -> ServiceConfig:
                 )
             )
         else:
-            diags.extend(check_schema(doc.root, "config"))
+            refused = {d.span for d in diags if d.code in NUMBER_CODES}
+            diags.extend(d for d in check_schema(doc.root, "config") if d.span not in refused)
             diags.extend(check_config(doc.root))
     if doc.root is None or any(d.is_error for d in diags):
         raise RuleSetError(diags)

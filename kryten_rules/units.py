@@ -21,6 +21,7 @@ _NUM = r"\d+(?:\.\d+)?"
 DURATION_PATTERN = rf"^\s*(?:{_NUM}|(?=\d)(?:{_NUM}d)?(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?)\s*$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _PART_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+MAX_SECONDS = float(2**53)  # what kryten_rules.numbers allows any number to be
 _UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
 
@@ -52,6 +53,10 @@ def parse_duration(value: object) -> float:
     if not math.isfinite(seconds):  # NaN, .inf, or digits past a float's range
         raise DurationRangeError(
             f"duration {str(value)[:40]!r} is not a finite number of seconds"
+        )
+    if seconds > MAX_SECONDS:  # finite, but past what any number in a rule file may be
+        raise DurationRangeError(
+            f"duration {str(value)[:40]!r} is too long (at most {int(MAX_SECONDS)} seconds)"
         )
     return seconds
 

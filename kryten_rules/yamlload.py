@@ -7,7 +7,8 @@ later stage can point at the key itself ("unknown key") or at its value.
 
 Problems that YAML libraries usually hide are reported here: duplicate keys
 (PyYAML silently keeps the last), tabs used for indentation, aliases to
-undefined anchors, and files that are not UTF-8.
+undefined anchors, files that are not UTF-8, and numbers that are NaN,
+infinite or too large to compute with (``numbers``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from .diagnostics import Diagnostic, Span, error
+from .numbers import int_text_problem, number_problem
 from .sources import MAX_FILE_BYTES, Sources, SourceTooLarge
 
 try:  # the C composer is ~10x faster on large rule sets
@@ -28,6 +30,7 @@ except ImportError:  # pragma: no cover - libyaml missing
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
 MAX_NODES = 200_000  # values in one document, counting what aliases repeat
 
 
@@ -184,10 +187,20 @@ class _Converter:
     def _scalar(self, ynode: yaml.ScalarNode, span: Span) -> Any:
         if ynode.tag == _STR_TAG:  # most values: skip the constructor machinery
             return ynode.value
+        if ynode.tag == _INT_TAG:
+            # Python refuses to convert integers of over 4,300 digits (ValueError)
+            problem = int_text_problem(ynode.value, span)
+            if problem is not None:
+                self.diagnostics.append(problem)
+                return None
         try:
             value = self.loader.construct_object(ynode, deep=True)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:
             self.diagnostics.append(error("yaml-value", f"bad value: {exc}", span))
+            return None
+        problem = number_problem(value, ynode.value, span)
+        if problem is not None:  # NaN, infinity, or too large to compute with
+            self.diagnostics.append(problem)
             return None
         if not isinstance(value, str | int | float | bool | type(None)):
             # Dates and binary: keep the source text, the schema will say what it wants.

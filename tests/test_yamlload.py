@@ -518,10 +518,16 @@ def test_dumped_structures_never_raise(doc: object, flow: bool) -> None:
 @FUZZ
 @given(documents)
 def test_load_text_round_trips_plain_data(doc: object) -> None:
-    """What safe_dump writes, load_text reads back (keys as text, as YAML 1.2 does)."""
+    """What safe_dump writes, load_text reads back (keys as text, as YAML 1.2 does).
+
+    Except numbers no rule file may hold (NaN, infinity, past 2**53): those are
+    refused with their own codes (issue #9 item 9).
+    """
     text = yaml.safe_dump(doc, sort_keys=False)
     root, diags = load_text(text, "f.yaml")
-    assert not [d for d in diags if d.code != "yaml-too-deep"]
+    assert not [
+        d for d in diags if d.code not in ("yaml-too-deep", "bad-number", "number-range")
+    ]
     if root is not None and not diags:
         assert _same(root.plain(), yaml.safe_load(text))
 

@@ -803,49 +803,76 @@ class Bot:
         return paths
 
     async def reload(self, reason: str = "request") -> dict[str, Any]:
-        """Load and check the rule files in full; swap only a clean, changed set."""
+        """Load and check the rule files in full; swap only a clean, changed set.
+
+        Whatever goes wrong (a diagnostic, or an exception while building or
+        installing the new set) the running set stays whole, the outcome is
+        published on ``kryten.events.rules.reload`` and health shows it.
+        """
         async with self._reload_lock:
             t0 = time.perf_counter()
-            ruleset, diags = await asyncio.to_thread(build_ruleset, self.config.rules, self.config)
-            took = round((time.perf_counter() - t0) * 1000, 1)
-            engine = self.engine
-            assert engine is not None
-            outcome: dict[str, Any] = {
-                "ok": ruleset is not None,
-                "reason": reason,
-                "files": [str(f) for f in (ruleset or engine.ruleset).files],
-                "rules": len((ruleset or engine.ruleset).rules),
-                "diagnostics": [d.as_dict() for d in diags],
-                "took_ms": took,
-                "changed": False,
-            }
-            if ruleset is None:
+            try:
+                outcome = await self._reload(reason, t0)
+            except Exception as exc:
+                log.exception("reload (%s) failed; the running rules stay", reason)
                 self.metrics.reloads.labels("failed").inc()
-                log.error(
-                    "reload (%s) failed; the running rules stay: %s",
-                    reason,
-                    "; ".join(_short(d) for d in diags if d.is_error),
-                )
-            elif ruleset.digest == engine.ruleset.digest:
-                self.metrics.reloads.labels("unchanged").inc()
-                log.debug("reload (%s): no change", reason)
-            else:
-                engine.swap(ruleset)  # on the loop: between two events
-                outcome["changed"] = True
-                self.metrics.reloads.labels("ok").inc()
-                self.metrics.rules.set(len(ruleset.rules))
-                log.info(
-                    "reload (%s): %d rules from %d files in %.0f ms",
-                    reason,
-                    len(ruleset.rules),
-                    len(ruleset.files),
-                    took,
-                )
+                old = self.ruleset
+                outcome = {
+                    "ok": False,
+                    "reason": reason,
+                    "files": [str(f) for f in old.files],
+                    "rules": len(old.rules),
+                    "diagnostics": [],
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "took_ms": round((time.perf_counter() - t0) * 1000, 1),
+                    "changed": False,
+                }
             self._last_reload = {**outcome, "at": datetime.now(UTC).isoformat()}
             if self.nc is not None and self.nc.is_connected:
-                with contextlib.suppress(Exception):
-                    await self.nc.publish(RELOAD_SUBJECT, json.dumps(outcome).encode())
+                try:
+                    await self.nc.publish(RELOAD_SUBJECT, json.dumps(outcome, default=str).encode())
+                except Exception as exc:
+                    log.warning("reload (%s): the reload event was not published: %s", reason, exc)
             return outcome
+
+    async def _reload(self, reason: str, t0: float) -> dict[str, Any]:
+        config = self.config
+        ruleset, diags = await asyncio.to_thread(build_ruleset, config.rules, config)
+        took = round((time.perf_counter() - t0) * 1000, 1)
+        engine = self.engine
+        assert engine is not None
+        outcome: dict[str, Any] = {
+            "ok": ruleset is not None,
+            "reason": reason,
+            "files": [str(f) for f in (ruleset or engine.ruleset).files],
+            "rules": len((ruleset or engine.ruleset).rules),
+            "diagnostics": [d.as_dict() for d in diags],
+            "took_ms": took,
+            "changed": False,
+        }
+        if ruleset is None:
+            self.metrics.reloads.labels("failed").inc()
+            log.error(
+                "reload (%s) failed; the running rules stay: %s",
+                reason,
+                "; ".join(_short(d) for d in diags if d.is_error),
+            )
+        elif ruleset.digest == engine.ruleset.digest:
+            self.metrics.reloads.labels("unchanged").inc()
+            log.debug("reload (%s): no change", reason)
+        else:
+            engine.swap(ruleset)  # on the loop, between two events; all or nothing
+            outcome["changed"] = True
+            self.metrics.reloads.labels("ok").inc()
+            self.metrics.rules.set(len(ruleset.rules))
+            log.info(
+                "reload (%s): %d rules from %d files in %.0f ms",
+                reason,
+                len(ruleset.rules),
+                len(ruleset.files),
+                took,
+            )
+        return outcome
 
     # --- lifecycle, discovery, commands ---------------------------------------------
 
@@ -882,9 +909,17 @@ class Bot:
         """``degraded`` also while kryten-robot's latest answer was not a confirmation:
         the bot is mute then, and ``last_send_failure`` says why and what to check."""
         connected = bool(self.nc is not None and self.nc.is_connected)
+        last = self._last_reload
+        reload_failed = last is not None and not last["ok"]
         ok = connected and self.engine is not None and not self._sending_fails
         return {
-            "status": "ok" if ok else "degraded",
+            # also degraded while the last reload failed: the running rules are
+            # then not what the files say
+            "status": "ok" if ok and not reload_failed else "degraded",
+            "last_reload": None
+            if last is None
+            else {k: last.get(k) for k in ("ok", "reason", "at", "error", "changed")}
+            | {"errors": sum(d["severity"] == "error" for d in last["diagnostics"])},
             "service": SERVICE,
             "version": __version__,
             "nats_connected": connected,

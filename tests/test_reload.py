@@ -1,0 +1,146 @@
+"""Issue #9 items 9 and 13 on the running bot: a real nats-server, the bot in-process.
+
+Item 9: a reload that fails, whatever raised, leaves the running rules whole,
+publishes its ``kryten.events.rules.reload`` event and shows in health.
+Item 13: while a heavy reload runs, commands are answered and a stop is prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kryten_rules.engine import Engine
+from kryten_rules.service.bot import RELOAD_SUBJECT, Bot
+from kryten_rules.service.embedded import EmbeddedNats
+from tests.nats_fixtures import (
+    KEY_ENV,
+    KEY_VALUE,
+    WAIT,
+    RobotClient,
+    make_bot,
+    roundtrip,
+    write_config,
+    write_rules,
+)
+from tests.openai_server import OpenAIServer
+
+pytestmark = pytest.mark.usefixtures("litellm_loaded")
+
+V1 = """\
+kryten_rules: 1
+rules:
+  - id: greet
+    match: {any: [hello]}
+    reply: "v1 hi {{ user.name }}"
+"""
+V2 = V1.replace("v1 hi", "v2 hi").replace("id: greet", "id: greet-v2")
+V2_INFINITE_RANK_LIMIT = V2.replace(
+    "rules:\n", "ranks:\n  - {min: moderator, limit: .inf}\nrules:\n"
+)
+INF_COLUMN = 1 + V2_INFINITE_RANK_LIMIT.splitlines()[2].index(".inf")
+
+BotFactory = Callable[..., Awaitable[Bot]]
+
+
+@pytest.fixture
+def openai() -> Iterator[OpenAIServer]:
+    server = OpenAIServer({}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def config_path(
+    tmp_path: Path, nats_server: EmbeddedNats, openai: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+    return write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url, rules=V1)
+
+
+@pytest.fixture
+async def bot(config_path: Path) -> AsyncIterator[Bot]:
+    b = make_bot(config_path)
+    await b.start()
+    await roundtrip(b.nc)
+    try:
+        yield b
+    finally:
+        if not b._stopping.is_set():
+            await b.stop(grace=1.0)
+
+
+def rules_file(config_path: Path) -> Path:
+    return config_path.parent / "rules" / "main.yaml"
+
+
+async def next_reload(queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    _, event = await asyncio.wait_for(queue.get(), WAIT)
+    return event
+
+
+async def greeting(client: RobotClient) -> str:
+    await client.chat("alice", "hello there")
+    return str((await client.next_command())["args"]["message"])
+
+
+async def test_a_reload_with_an_infinite_rank_limit_is_refused_published_and_in_health(
+    bot: Bot, client: RobotClient, config_path: Path
+) -> None:
+    reloads = await client.collect(RELOAD_SUBJECT)
+    write_rules(rules_file(config_path), V2_INFINITE_RANK_LIMIT)
+
+    reply = await client.request("rules.reload")
+    assert reply["success"] is True, reply
+    assert reply["data"]["ok"] is False
+    event = await next_reload(reloads)
+    assert event["ok"] is False
+    [diag] = [d for d in event["diagnostics"] if d["severity"] == "error"]
+    assert (diag["code"], diag["line"], diag["column"]) == ("bad-number", 3, INF_COLUMN)
+
+    assert [r.id for r in bot.ruleset.rules] == ["greet"]
+    assert await greeting(client) == "v1 hi alice"
+    health = (await client.request("system.health"))["data"]
+    assert health["status"] == "degraded"
+    assert health["last_reload"]["ok"] is False and health["last_reload"]["errors"] == 1
+
+    write_rules(rules_file(config_path), V2)  # fixed: health recovers
+    assert (await client.request("rules.reload"))["data"]["ok"] is True
+    assert (await next_reload(reloads))["changed"] is True
+    assert (await client.request("system.health"))["data"]["status"] == "ok"
+    assert await greeting(client) == "v2 hi alice"
+
+
+async def test_whatever_raises_while_installing_the_old_set_stays_and_the_event_is_published(
+    bot: Bot, client: RobotClient, config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reloads = await client.collect(RELOAD_SUBJECT)
+    plan = Engine._plan
+
+    def failing_plan(self: Engine, rule: Any) -> Any:  # a fault in the real install
+        if rule.id == "greet-v2":
+            raise RuntimeError("injected fault while planning greet-v2")
+        return plan(self, rule)
+
+    monkeypatch.setattr(Engine, "_plan", failing_plan)
+    write_rules(rules_file(config_path), V2)
+
+    reply = await client.request("rules.reload")
+    assert reply["success"] is True, reply
+    assert reply["data"]["ok"] is False
+    event = await next_reload(reloads)
+    assert event["ok"] is False and "injected fault" in event["error"]
+    assert [r.id for r in bot.ruleset.rules] == ["greet"]
+    assert await greeting(client) == "v1 hi alice"  # not a half-installed v2
+    health = (await client.request("system.health"))["data"]
+    assert health["status"] == "degraded" and "injected fault" in health["last_reload"]["error"]
+    status = (await client.request("rules.status"))["data"]
+    assert status["last_reload"]["ok"] is False
+    json.dumps(status)  # what the command replies with is plain JSON
