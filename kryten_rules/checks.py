@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .diagnostics import Diagnostic, Span, error
+from .patterns import PATTERN_MAX_MEM, SET_MAX_PROGRAM, TOO_LARGE, program_size, word_pattern
 from .positions import file_span, template_span
 from .shadowing import check_shadowed
 from .sources import Sources
@@ -49,19 +50,12 @@ class RuleFile:
 def regex_problem(pattern: str) -> str | None:
     """RE2's reason for rejecting a pattern, or None when it compiles.
 
-    Compiled exactly as the engine will compile it (``patterns.compile_one``),
-    so validate and the running bot can never disagree about a regex.
+    Compiled as the engine will compile it, under the per-pattern budget
+    (``patterns.program_size``), so validate and the running bot can never
+    disagree about a regex and no regex is costly to compile.
     """
-    import re2
-
-    from .patterns import compile_one
-
-    try:
-        compile_one(pattern)
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else str(exc)
-        return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
-    return None
+    size = program_size(pattern)
+    return size if isinstance(size, str) else None
 
 
 def check_template_node(node: Node, what: str) -> Iterator[Diagnostic]:
@@ -239,7 +233,16 @@ def check_rule(
         for pat in seq(match.get("regex")):
             if isinstance(pat.value, str):
                 reason = regex_problem(pat.value)
-                if reason:
+                if reason and TOO_LARGE in reason:
+                    yield error(
+                        "regex-too-large",
+                        f"{pat.value[:80]!r} compiles to a program over RE2's budget "
+                        f"({PATTERN_MAX_MEM >> 20} MiB): it would stall every reload",
+                        pat.span,
+                        "use smaller repeat counts (x{1000} is a thousand copies of x); "
+                        "\\pL and other Unicode classes are large",
+                    )
+                elif reason:
                     hint = (
                         "RE2 has no look-around or back-references; match more text instead"
                         if any(s in pat.value for s in ("(?=", "(?!", "(?<", "\\1", "\\2"))
@@ -359,12 +362,59 @@ def check_duplicate_ids(files: list[RuleFile]) -> Iterator[Diagnostic]:
                 seen[rid.value] = rid.span
 
 
+def _pattern_nodes(files: list[RuleFile]) -> Iterator[tuple[str, Node]]:
+    """Every word and regex of a rule set, as the RE2 pattern it becomes."""
+    for rf in files:
+        matches = [r.get("match") for r in rf.rules]
+        if rf.defaults is not None:
+            matches.append(rf.defaults.get("match"))
+        for match in matches:
+            if match is None or not match.is_map:
+                continue
+            for key in ("any", "all", "none"):
+                for w in seq(match.get(key)):
+                    if isinstance(w.value, str):
+                        yield word_pattern(w.value), w
+            for r in seq(match.get("regex")):
+                if isinstance(r.value, str):
+                    yield r.value, r
+
+
+def check_pattern_budget(files: list[RuleFile]) -> Iterator[Diagnostic]:
+    """The rule set's patterns together stay small enough to compile in one go.
+
+    Each pattern is within its own budget (``regex-too-large``), but the RE2
+    set of all of them is compiled in one call that holds the GIL; past
+    ``SET_MAX_PROGRAM`` instructions a reload would stall the service.
+    """
+    total = 0
+    seen: set[str] = set()
+    for pattern, node in _pattern_nodes(files):
+        if pattern in seen:
+            continue
+        seen.add(pattern)
+        size = program_size(pattern)
+        if isinstance(size, str):
+            continue  # reported as bad-regex or regex-too-large
+        total += size
+        if total > SET_MAX_PROGRAM:
+            yield error(
+                "regex-set-too-large",
+                f"the rule set's words and regexes compile to over {SET_MAX_PROGRAM} RE2 "
+                "instructions from here on",
+                node.span,
+                "fewer or simpler regexes (Unicode classes like \\pL and large repeats cost most)",
+            )
+            return
+
+
 def check_rule_set(files: list[RuleFile], chains: Mapping[str, object] | None) -> list[Diagnostic]:
     """All semantic checks of a rule set: per rule, per file, and across files."""
     out: list[Diagnostic] = []
     for rf in files:
         out.extend(check_rule_file(rf, chains))
     out.extend(check_duplicate_ids(files))
+    out.extend(check_pattern_budget(files))
     out.extend(_once_per_set(files, "persona", None, "duplicate-persona", "the persona"))
     out.extend(_once_per_set(files, "ranks", None, "duplicate-ranks", "ranks"))
     out.extend(_once_per_set(files, "limits", "global", "duplicate-limits", "limits.global"))

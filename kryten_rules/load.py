@@ -19,7 +19,9 @@ from .checks import (
 from .compile import compile_rules, digest_of
 from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
+from .gcpause import gc_paused
 from .numbers import NUMBER_CODES
+from .patterns import PatternSetError
 from .ruleset import RuleSet
 from .schema import check_schema, did_you_mean, file_kind
 from .sources import Sources
@@ -237,7 +239,20 @@ def load_config(path: str | Path) -> ServiceConfig:
 def build_ruleset(
     paths: Iterable[str | Path], config: ServiceConfig | None = None, *, bot_name: str | None = None
 ) -> tuple[RuleSet | None, list[Diagnostic]]:
-    """Load, check and compile; the rule set is ``None`` when any error was found."""
+    """Load, check and compile; the rule set is ``None`` when any error was found.
+
+    The cycle collector is paused throughout (``gcpause``): a reload runs
+    beside the event loop, and each full collection the build's allocations
+    would trigger holds the GIL for every object in the process (0.2 s with
+    LiteLLM loaded), stalling commands and shutdown.
+    """
+    with gc_paused():
+        return _build_ruleset(paths, config, bot_name)
+
+
+def _build_ruleset(
+    paths: Iterable[str | Path], config: ServiceConfig | None, bot_name: str | None
+) -> tuple[RuleSet | None, list[Diagnostic]]:
     checked = check_paths(paths, config=config, kinds=("rules",))
     diags = checked.diagnostics
     if not checked.rule_files and checked.ok:
@@ -246,15 +261,18 @@ def build_ruleset(
         return None, diags
     name = bot_name if bot_name is not None else (config.bot_name if config else "")
     raw = checked.raw
-    return (
-        compile_rules(
+    try:
+        ruleset = compile_rules(
             checked.rule_files,
             bot_name=name,
             digest=digest_of(raw),
             sources=tuple(sorted(raw)),
-        ),
-        diags,
-    )
+        )
+    except PatternSetError as exc:  # the budget check should make this unreachable
+        first = checked.rule_files[0].root.span
+        diags.append(error("regex-set-too-large", str(exc), first))
+        return None, diags
+    return ruleset, diags
 
 
 def load_ruleset(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 import re2
@@ -27,6 +28,17 @@ _SPACE = re.compile(r"\s+")
 _UNI_BEFORE = r"(?:^|[^\pL\pN_])"
 _UNI_AFTER = r"(?:$|[^\pL\pN_])"
 SET_MAX_MEM = 256 << 20
+# What one pattern may cost. google-re2 compiles with the GIL held, so while a
+# reload compiles, the event loop (commands, shutdown) waits for each compile
+# to return: `\pL{1000}` (1.2M instructions) held it for 0.4-1 s. Under this
+# budget RE2 refuses such a pattern in ~10 ms, and the largest accepted
+# (`\pL{55}`, 66k instructions) compiles in ~20 ms.
+PATTERN_MAX_MEM = 1 << 20
+# The instructions of every word and regex of a rule set together: the set is
+# compiled in one call (GIL held throughout), ~0.4 us an instruction, and a set
+# near SET_MAX_MEM took 9.5 s to fail. A real rule set of 5,000 words is ~100k.
+SET_MAX_PROGRAM = 500_000
+TOO_LARGE = "pattern too large"  # RE2's reason when a program is over max_mem
 
 
 def options() -> Any:
@@ -35,6 +47,27 @@ def options() -> Any:
     opts.case_sensitive = False
     opts.max_mem = SET_MAX_MEM
     return opts
+
+
+def _check_options() -> Any:
+    opts = options()
+    opts.max_mem = PATTERN_MAX_MEM
+    return opts
+
+
+@lru_cache(maxsize=8192)
+def program_size(pattern: str) -> int | str:
+    """The RE2 program size of one pattern under the per-pattern budget, or RE2's reason.
+
+    Compiled as the engine compiles patterns (same options, a smaller memory
+    budget), so what passes here compiles there. Cached: the checks, the set
+    budget and the next reload ask about the same patterns.
+    """
+    try:
+        return int(re2.compile(pattern, _check_options()).programsize)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else str(exc)
+        return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
 
 
 def normalise(text: str) -> str:
@@ -103,12 +136,25 @@ def compile_one(pattern: str) -> Any:
     return re2.compile(pattern, options())
 
 
+class PatternSetError(ValueError):
+    """RE2 could not build the set (the checks' budgets should have prevented it)."""
+
+
 def compile_set(patterns: Iterable[str]) -> Any:
-    """One RE2 set of every pattern; ``Match(text)`` returns the indices present."""
+    """One RE2 set of every pattern; ``Match(text)`` returns the indices present.
+
+    Raises :class:`PatternSetError` (not RE2's own error) when RE2 refuses.
+    """
     s = re2.Set.SearchSet(options())
     for p in patterns:
-        s.Add(p)
-    s.Compile()
+        try:
+            s.Add(p)
+        except re2.error as exc:
+            raise PatternSetError(f"RE2 refuses the pattern {p[:60]!r}: {exc}") from exc
+    try:
+        s.Compile()
+    except re2.error as exc:
+        raise PatternSetError(f"RE2 cannot compile the set of patterns: {exc}") from exc
     return s
 
 

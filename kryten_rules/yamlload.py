@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from .diagnostics import Diagnostic, Span, error
+from .gcpause import gc_paused
 from .numbers import int_text_problem, number_problem
 from .sources import MAX_FILE_BYTES, Sources, SourceTooLarge
 
@@ -295,7 +296,8 @@ def load_text(text: str, file: str) -> tuple[Node | None, list[Diagnostic]]:
     if composed is None:
         return None, [error("empty-file", "the file is empty", Span(file, 1, 1))]
     conv = _Converter(file, _Loader(""))
-    root = conv.convert(composed)
+    with gc_paused():
+        root = conv.convert(composed)
     return root, conv.diagnostics
 
 

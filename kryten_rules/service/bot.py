@@ -80,6 +80,7 @@ from .pacing import Outgoing, Pacer
 from .quietlog import QuietLog
 from .responselog import ResponseLog, response_record
 from .watch import FileWatcher
+from .worker import in_daemon_thread
 
 log = logging.getLogger("kryten_rules.service")
 
@@ -91,6 +92,7 @@ MAX_PENDING_REPLIES = 64  # model replies being prepared at once (admitted, not 
 MAX_PENDING_FIXED = 256  # fixed replies likewise; they take microseconds each
 FIXED_CONCURRENCY = 16
 SEND_TIMEOUT = 2.0  # kryten-robot answers in milliseconds; silence means it ignored us
+MAX_LOGGED_ERRORS = 5  # of a failed reload; the reload event carries all of them
 
 
 class StartupError(RuntimeError):
@@ -837,7 +839,10 @@ class Bot:
 
     async def _reload(self, reason: str, t0: float) -> dict[str, Any]:
         config = self.config
-        ruleset, diags = await asyncio.to_thread(build_ruleset, config.rules, config)
+        log.info("reload (%s): loading the rules", reason)
+        ruleset, diags = await in_daemon_thread(
+            lambda: build_ruleset(config.rules, config), "kryten-rules-reload"
+        )
         took = round((time.perf_counter() - t0) * 1000, 1)
         engine = self.engine
         assert engine is not None
@@ -852,10 +857,13 @@ class Bot:
         }
         if ruleset is None:
             self.metrics.reloads.labels("failed").inc()
+            errors = [d for d in diags if d.is_error]
+            more = len(errors) - MAX_LOGGED_ERRORS
             log.error(
-                "reload (%s) failed; the running rules stay: %s",
+                "reload (%s) failed; the running rules stay: %s%s",
                 reason,
-                "; ".join(_short(d) for d in diags if d.is_error),
+                "; ".join(_short(d) for d in errors[:MAX_LOGGED_ERRORS]),
+                f" (and {more} more: `kryten-rules validate` lists them)" if more > 0 else "",
             )
         elif ruleset.digest == engine.ruleset.digest:
             self.metrics.reloads.labels("unchanged").inc()
@@ -974,6 +982,11 @@ class Bot:
         raise ValueError(f"unknown command {name!r}")
 
     async def _on_command(self, msg: Any) -> None:
+        # nats-py awaits a subscription's callbacks one after another: answered
+        # inline, a `rules.reload` would hold every later command (a ping) behind it.
+        self._spawn(self._answer_command(msg), "command")
+
+    async def _answer_command(self, msg: Any) -> None:
         name = "?"
         try:
             req = json.loads(msg.data)
