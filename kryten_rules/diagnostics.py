@@ -42,6 +42,9 @@ class Diagnostic:
     message: str
     span: Span
     hint: str | None = None
+    # False for a file that must not be shown (it leads outside the rule set's
+    # tree: /etc/passwd, /proc/self/environ): the text format quotes no line of it.
+    quote: bool = True
 
     @property
     def is_error(self) -> bool:
@@ -113,7 +116,7 @@ def format_text(diagnostics: Iterable[Diagnostic], *, color: bool = False) -> st
         if color:
             sev = f"\x1b[1;{31 if d.is_error else 33}m{sev}\x1b[0m"
         out.append(f"{d.span}: {sev}[{d.code}]: {d.message}")
-        src = _source_line(d.span.file, d.span.line, cache)
+        src = _source_line(d.span.file, d.span.line, cache) if d.quote else None
         if src is not None:
             # Tabs would shift the caret; show them as single spaces.
             shown = src.replace("\t", " ")

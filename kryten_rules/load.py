@@ -25,10 +25,9 @@ from .patterns import PatternSetError
 from .ruleset import RuleSet
 from .schema import check_schema, did_you_mean, file_kind
 from .sources import Sources
+from .tree import YAML_SUFFIXES, leads_out, outside_links
 from .treewalk import MAX_DEPTH, files_under, short_path
 from .yamlload import Node, load_file, seq
-
-YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(slots=True)
@@ -65,6 +64,7 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], list
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
+            tree = p.resolve()
             listed, too_deep = files_under(p)
             if too_deep is not None:
                 diags.append(
@@ -76,9 +76,19 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], list
                         "keep rule files a few directories deep",
                     )
                 )
-            files = sorted(f for f in listed if f.suffix in YAML_SUFFIXES and f.is_file())
-            home = p.resolve().parent
+            entries = sorted(listed)
+            diags += outside_links(entries, tree)
+            files = [
+                f
+                for f in entries
+                if f.suffix in YAML_SUFFIXES and f.is_file() and not leads_out(f, tree)
+            ]
+            home = tree.parent
         elif p.is_file():
+            tree = p.absolute().parent.resolve()
+            if leads_out(p, tree):
+                diags += outside_links([p], tree)
+                continue
             files = [p]
             home = p.resolve().parent.parent
         else:

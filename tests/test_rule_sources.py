@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from kryten_rules.cli import main
 from kryten_rules.compile import digest_of
 from kryten_rules.load import build_ruleset, check_paths
 
@@ -137,3 +139,73 @@ def test_every_file_is_read_once_per_load(tree: Path, monkeypatch: pytest.Monkey
             str((tree / "prompts" / "greet.j2").resolve()): CHECKED.encode(),
         }
     )
+
+
+# --- item 12: rule files that lead outside the rules tree ------------------------------
+
+SECRET = "db_password: hunter2-do-not-print\nkryten_rules: 1\n"
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory beside the rule set, holding what must never be read or shown."""
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    (out / "secrets.yaml").write_text(SECRET)
+    (out / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    return out
+
+
+def validate_output(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, ["validate", *args], catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+@pytest.mark.parametrize("target", ["secrets.yaml", "passwd"])
+def test_a_rule_file_symlinked_outside_the_tree_is_refused_unread(
+    tree: Path, outside: Path, target: str
+) -> None:
+    link = tree / "rules" / "zz-linked.yaml"
+    link.symlink_to(outside / target)
+
+    checked = check_paths([tree / "rules"])
+    refused = [d for d in checked.diagnostics if d.code == "rule-file-outside"]
+    assert [d.span.file for d in refused] == [str(link)]
+    assert str(outside / target) not in checked.raw and str(link) not in checked.raw
+    ruleset, _ = build_ruleset([tree / "rules"])
+    assert ruleset is None
+
+    for fmt in ("text", "json", "github"):
+        code, out = validate_output(str(tree / "rules"), "--format", fmt)
+        assert code == 1
+        assert "rule-file-outside" in out
+        assert "hunter2" not in out and "root:x:0:0" not in out
+
+
+def test_a_directory_symlinked_outside_the_tree_is_refused(tree: Path, outside: Path) -> None:
+    (tree / "rules" / "more").symlink_to(outside, target_is_directory=True)
+    diags = check_paths([tree / "rules"]).diagnostics
+    assert [(d.code, d.span.file) for d in diags if d.is_error] == [
+        ("rule-file-outside", str(tree / "rules" / "more"))
+    ]
+    code, out = validate_output(str(tree / "rules"))
+    assert code == 1 and "hunter2" not in out
+
+
+def test_a_rule_file_named_directly_through_an_outside_symlink_is_refused(
+    tree: Path, outside: Path
+) -> None:
+    link = tree / "rules" / "linked.yaml"
+    link.symlink_to(outside / "secrets.yaml")
+    code, out = validate_output(str(link))
+    assert code == 1 and "rule-file-outside" in out and "hunter2" not in out
+
+
+def test_a_symlink_that_stays_inside_the_tree_still_loads(tree: Path) -> None:
+    real = tree / "rules" / "shared" / "more.yaml"
+    real.parent.mkdir()
+    real.write_text(RULES.replace("id: greet", "id: greet-more"))
+    (tree / "rules" / "alias.yaml").symlink_to(real)
+    ruleset, diags = build_ruleset([tree / "rules"])
+    assert ruleset is not None, diags
+    assert sorted(r.id for r in ruleset.rules) == ["greet", "greet-more"]
