@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .diagnostics import Diagnostic, Span, error
+from .numbers import out_of_range
 from .patterns import PATTERN_MAX_MEM, SET_MAX_PROGRAM, TOO_LARGE, program_size, word_pattern
 from .positions import file_span, template_span
 from .shadowing import check_shadowed
@@ -199,6 +200,8 @@ def _duration_nodes(rule: Node) -> Iterator[Node]:
 def check_durations(nodes: Iterable[Node]) -> Iterator[Diagnostic]:
     """A duration the schema accepts in form but too long to compute with."""
     for node in nodes:
+        if out_of_range(node.value):
+            continue  # number-range says so (numbers.check_ranges)
         try:
             parse_duration(node.value)
         except DurationRangeError as exc:

@@ -20,7 +20,7 @@ from .compile import compile_rules, digest_of
 from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
 from .gcpause import gc_paused
-from .numbers import NUMBER_CODES
+from .numbers import NUMBER_CODES, check_ranges
 from .patterns import PatternSetError
 from .ruleset import RuleSet
 from .schema import check_schema, did_you_mean, file_kind
@@ -144,7 +144,9 @@ def check_paths(
             continue
         # A value the loader refused (a NaN, a number out of range) is null in the
         # tree: its own diagnostic says why, the schema's "not null" would be noise.
-        refused = {d.span for d in doc.diagnostics if d.code in NUMBER_CODES}
+        ranges = list(check_ranges(doc.root)) if kind in ("rules", "test") else []
+        out.diagnostics.extend(ranges)
+        refused = {d.span for d in doc.diagnostics + ranges if d.code in NUMBER_CODES}
         schema_diags = [d for d in check_schema(doc.root, kind) if d.span not in refused]
         out.diagnostics.extend(schema_diags)
         if kind == "rules":

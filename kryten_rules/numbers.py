@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from .diagnostics import Diagnostic, Span, error
+
+if TYPE_CHECKING:
+    from .yamlload import Node
 
 # Larger than any count, rank, priority or number of seconds a rule file
 # means, and still exact as a float (durations and multipliers are floats).
 MAX_NUMBER = 2**53
-# An integer literal longer than this is out of range whatever it says; it is
-# refused before conversion, which Python limits to 4,300 digits.
-MAX_INT_TEXT = 40
+# Python refuses to convert integer text of more digits (ValueError): such a
+# literal is refused before conversion, in any file.
+MAX_INT_TEXT = 4300
 NUMBER_CODES = frozenset({"bad-number", "number-range"})
 _NON_FINITE = re.compile(r"^[-+]?\.(?:inf|nan)$", re.IGNORECASE)
 
@@ -31,8 +36,7 @@ def int_text_problem(text: str, span: Span) -> Diagnostic | None:
         return None
     return error(
         "number-range",
-        f"the integer {text[:12]}... has {len(text)} characters; numbers here are at most "
-        f"{MAX_NUMBER}",
+        f"the integer {text[:12]}... has {len(text)} characters, too many to convert",
         span,
     )
 
@@ -55,10 +59,37 @@ def number_problem(value: object, text: str, span: Span) -> Diagnostic | None:
             span,
             f"numbers here are at most {MAX_NUMBER}",
         )
-    if abs(value) > MAX_NUMBER:
-        return error(
-            "number-range",
-            f"{text.strip()[:40]!r} is out of range: numbers here are at most {MAX_NUMBER}",
-            span,
-        )
     return None
+
+
+def out_of_range(value: object) -> bool:
+    """A finite number past :data:`MAX_NUMBER` (booleans are not numbers here)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and abs(value) > MAX_NUMBER
+    )
+
+
+def check_ranges(root: Node) -> Iterator[Diagnostic]:
+    """``number-range`` for each number of a rule (or rule-test) file past 2**53.
+
+    Not in the loader: the service config reports its own (a 400-digit
+    duration is ``bad-duration`` there).
+    """
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node.value, dict):
+            stack.extend(node.value.values())
+        elif isinstance(node.value, list):
+            stack.extend(node.value)
+        elif out_of_range(node.value):
+            shown = str(node.value)
+            shown = shown if len(shown) <= 24 else f"{shown[:12]}... ({len(shown)} digits)"
+            yield error(
+                "number-range",
+                f"{shown} is out of range: numbers here are at most {MAX_NUMBER}",
+                node.span,
+            )
