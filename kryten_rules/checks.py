@@ -239,7 +239,7 @@ def check_rule(
                 if reason and TOO_LARGE in reason:
                     yield error(
                         "regex-too-large",
-                        f"{pat.value[:80]!r} compiles to a program over RE2's budget "
+                        f"{as_written(pat.value[:80])} compiles to a program over RE2's budget "
                         f"({PATTERN_MAX_MEM >> 20} MiB): it would stall every reload",
                         pat.span,
                         "use smaller repeat counts (x{1000} is a thousand copies of x); "
