@@ -47,9 +47,13 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # a zombie still answers kill(0): ask /proc whether it has exited
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        return f.read().split(") ", 1)[1][0] != "Z"
+    # a zombie still answers kill(0): ask /proc whether it has exited (it may be
+    # reaped, and its /proc entry gone, between the two looks)
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # ENOENT on open, ESRCH on read
+        return False
 
 
 async def test_renders_each_template_in_order(pool: RenderPool) -> None:
