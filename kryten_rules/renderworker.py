@@ -41,6 +41,7 @@ import resource
 import signal
 import struct
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -57,6 +58,8 @@ MEMORY = 256 * 1024 * 1024  # bytes a worker may add to its address space at sta
 START_TIMEOUT = 30.0  # a busy machine can take seconds to start Python
 MAX_FRAME = 1 << 20  # a result is at most 20,000 chars; anything bigger is a broken worker
 BUDGET_CODE = "template-budget"
+QUARANTINE_STRIKES = 2  # budget failures of one template within the window...
+QUARANTINE_WINDOW = 600.0  # ...seconds, and its renders fail at once for the window
 _HEADER = struct.Struct(">I")
 
 
@@ -228,6 +231,38 @@ class RenderPool:
         self._workers: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._strikes: dict[str, list[float]] = {}  # template source -> budget failures
+
+    def quarantined(self, source: str) -> bool:
+        """Whether ``source`` ran out of its budget :data:`QUARANTINE_STRIKES` times
+        in the last :data:`QUARANTINE_WINDOW` seconds: it is then not rendered at all,
+        so a flood of hostile triggers cannot keep the workers busy for everyone else."""
+        strikes = self._strikes.get(source)
+        if not strikes:
+            return False
+        now = time.monotonic()
+        strikes[:] = [t for t in strikes if now - t < QUARANTINE_WINDOW]
+        if not strikes:
+            del self._strikes[source]
+        return len(strikes) >= QUARANTINE_STRIKES
+
+    def _strike(self, sources: Sequence[str], outcomes: Sequence[str | TemplateProblem]) -> None:
+        """Count a budget failure against the template that caused it: the first one
+        that failed (the ones after it were never reached)."""
+        for source, outcome in zip(sources, outcomes, strict=True):
+            if not isinstance(outcome, str):
+                if outcome.code == BUDGET_CODE:
+                    strikes = self._strikes.setdefault(source, [])
+                    strikes.append(time.monotonic())
+                    if len(strikes) == QUARANTINE_STRIKES:
+                        log.error(
+                            "a template ran out of its render budget %d times: it is not "
+                            "rendered for %d minutes (%.60r)",
+                            QUARANTINE_STRIKES,
+                            QUARANTINE_WINDOW // 60,
+                            source,
+                        )
+                    return
 
     async def start(self) -> None:
         """Start every worker; raises :class:`RenderWorkerError` if one cannot start."""
@@ -251,6 +286,9 @@ class RenderPool:
         stopping = _failed(len(sources), "the service is stopping")
         if self._closed:
             return stopping
+        held = [i for i, source in enumerate(sources) if self.quarantined(source)]
+        if held:
+            return await self._render_around(sources, context, held)
         worker = await self._idle.get()
         if self._closed:
             self._idle.put_nowait(worker)
@@ -261,7 +299,9 @@ class RenderPool:
                 worker = await self._start_one()
                 if worker is None:
                     return _failed(len(sources), "no render worker could be started (see the log)")
-            return await worker.run(sources, context, self.budget)
+            outcomes = await worker.run(sources, context, self.budget)
+            self._strike(sources, outcomes)
+            return outcomes
         except asyncio.CancelledError:
             if worker is not None:
                 worker.kill()  # it is mid-job: its next answer would be this job's
@@ -269,6 +309,19 @@ class RenderPool:
         finally:
             self.busy -= 1
             self._give_back(worker)
+
+    async def _render_around(
+        self, sources: Sequence[str], context: Mapping[str, Any], held: list[int]
+    ) -> list[str | TemplateProblem]:
+        """Render the sources that are not quarantined; the others fail at once."""
+        (problem,) = _failed(
+            1,
+            f"not rendered: this template ran out of its budget {QUARANTINE_STRIKES} times "
+            f"in {QUARANTINE_WINDOW // 60:.0f} minutes",
+        )
+        rest = [s for i, s in enumerate(sources) if i not in held]
+        done = iter(await self.render(rest, context) if rest else [])
+        return [problem if i in held else next(done) for i in range(len(sources))]
 
     async def _start_one(self) -> _Worker | None:
         try:
@@ -348,7 +401,9 @@ def _read_frame(inp: IO[bytes]) -> bytes | None:
 
 
 def _write_frame(out: IO[bytes], value: dict[str, Any]) -> None:
-    data = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    # ASCII JSON: a template can make any str, a lone surrogate too ('%c' % 55296),
+    # and that must travel as text rather than fail to encode and kill the worker
+    data = json.dumps(value).encode("ascii")
     out.write(_HEADER.pack(len(data)) + data)
     out.flush()
 

@@ -176,3 +176,43 @@ async def test_workers_do_not_inherit_the_services_secrets(
         assert await p.render(["{{ user.name }}"], CONTEXT) == ["alice"]
     finally:
         await p.close()
+
+
+async def test_a_lone_surrogate_travels_as_text_and_the_worker_lives(pool: RenderPool) -> None:
+    # validate accepts both; the worker used to die encoding its answer as UTF-8
+    before = _pids(pool)
+    out = await pool.render(["hi {{ '%c' % 55296 }}", "{{ '\\ud800' }}!"], CONTEXT)
+    assert out == ["hi \ud800", "\ud800!"]
+    assert _pids(pool) == before and pool.replaced == 0
+
+
+async def test_a_template_that_keeps_running_out_is_quarantined(pool: RenderPool) -> None:
+    for _ in range(renderworker.QUARANTINE_STRIKES):
+        (out,) = await pool.render([CPU_HOG], CONTEXT)
+        assert isinstance(out, TemplateProblem) and "time budget" in out.message
+    replaced = pool.replaced
+    assert pool.quarantined(CPU_HOG) and not pool.quarantined("ok {{ user.name }}")
+    # now it fails at once, without a worker, and the templates around it still render
+    out = await pool.render(["fallback", CPU_HOG, "ok {{ user.name }}"], CONTEXT)
+    assert out[0] == "fallback" and out[2] == "ok alice"
+    assert isinstance(out[1], TemplateProblem) and out[1].code == BUDGET_CODE
+    assert "not rendered" in out[1].message
+    assert pool.replaced == replaced  # no worker was killed for it
+
+
+async def test_only_the_template_that_ran_out_is_struck(pool: RenderPool) -> None:
+    for _ in range(renderworker.QUARANTINE_STRIKES):
+        await pool.render([CPU_HOG, "never reached {{ user.name }}"], CONTEXT)
+    assert pool.quarantined(CPU_HOG)
+    assert not pool.quarantined("never reached {{ user.name }}")
+
+
+async def test_a_quarantine_ends_with_its_window(
+    pool: RenderPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(renderworker.QUARANTINE_STRIKES):
+        await pool.render([CPU_HOG], CONTEXT)
+    assert pool.quarantined(CPU_HOG)
+    later = time.monotonic() + renderworker.QUARANTINE_WINDOW + 1
+    monkeypatch.setattr(renderworker.time, "monotonic", lambda: later)
+    assert not pool.quarantined(CPU_HOG)
