@@ -248,21 +248,20 @@ class RenderPool:
 
     def _strike(self, sources: Sequence[str], outcomes: Sequence[str | TemplateProblem]) -> None:
         """Count a budget failure against the template that caused it: the first one
-        that failed (the ones after it were never reached)."""
+        that ran out (the ones after it were never reached)."""
         for source, outcome in zip(sources, outcomes, strict=True):
-            if not isinstance(outcome, str):
-                if outcome.code == BUDGET_CODE:
-                    strikes = self._strikes.setdefault(source, [])
-                    strikes.append(time.monotonic())
-                    if len(strikes) == QUARANTINE_STRIKES:
-                        log.error(
-                            "a template ran out of its render budget %d times: it is not "
-                            "rendered for %d minutes (%.60r)",
-                            QUARANTINE_STRIKES,
-                            QUARANTINE_WINDOW // 60,
-                            source,
-                        )
-                    return
+            if not isinstance(outcome, str) and outcome.code == BUDGET_CODE:
+                strikes = self._strikes.setdefault(source, [])
+                strikes.append(time.monotonic())
+                if len(strikes) == QUARANTINE_STRIKES:
+                    log.error(
+                        "a template ran out of its render budget %d times: it is not "
+                        "rendered for %d minutes (%.60r)",
+                        QUARANTINE_STRIKES,
+                        QUARANTINE_WINDOW // 60,
+                        source,
+                    )
+                return
 
     async def start(self) -> None:
         """Start every worker; raises :class:`RenderWorkerError` if one cannot start."""
