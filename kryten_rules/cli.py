@@ -188,7 +188,8 @@ def _config_rules(paths: list[str]) -> list[str]:
     ``validate kryten-rules.yaml`` said "ok, 0 rules" while ``run`` failed on
     the rules it names.
     """
-    from .load import YAML_SUFFIXES, load_config
+    from .load import load_config
+    from .tree import YAML_SUFFIXES
     from .schema import file_kind
     from .yamlload import load_file
 
