@@ -189,8 +189,8 @@ def _config_rules(paths: list[str]) -> list[str]:
     the rules it names.
     """
     from .load import load_config
-    from .tree import YAML_SUFFIXES
     from .schema import file_kind
+    from .tree import YAML_SUFFIXES
     from .yamlload import load_file
 
     extra: list[str] = []
