@@ -18,8 +18,9 @@ import logging
 import re
 
 MASK = "***"
-# userinfo of a URL: everything between "://" and "@" without a separator
-_USERINFO = re.compile(r"://([^\s/@]+)@")
+# userinfo of a URL: between "://" and the last "@" before the path, as urllib
+# (and so nats-py) splits "u:p@ss@host"
+_USERINFO = re.compile(r"://([^\s/]+)@")
 # secrets passed as query parameters
 _QUERY_SECRET = re.compile(
     r"([?&](?:password|passwd|pass|pwd|token|auth_token|secret|api_key|apikey|key|auth)=)[^&\s#]+",

@@ -33,6 +33,9 @@ SCRIPT = str(Path(sys.executable).with_name("kryten-rules"))
     [
         ("nats://bot:s3cret@10.0.0.1:4222", "nats://bot:***@10.0.0.1:4222"),
         ("nats://mytoken@host:4222", "nats://***@host:4222"),
+        # an "@" in the secret: URLs split at the last "@" before the host
+        ("nats://u:p@ssw0rd@127.0.0.1:4222", "nats://u:***@127.0.0.1:4222"),
+        ("nats://tok@en@h:4222 refused", "nats://***@h:4222 refused"),
         ("tls://a:b@h1:1,nats://c:d@h2:2", "tls://a:***@h1:1,nats://c:***@h2:2"),
         ("cannot reach nats://u:p%40ss@h (refused)", "cannot reach nats://u:***@h (refused)"),
         ("http://user:key@llm.local/v1/chat", "http://user:***@llm.local/v1/chat"),
