@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -348,6 +349,32 @@ async def test_an_overlong_request_line_is_414_and_the_endpoint_goes_on(bot: Bot
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     status, _, body = await get(bot, "/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+def _hang_up_after_the_answer(port: int, data: bytes) -> bytes:
+    """Send ``data``, read the first bytes of the answer, and close at once (a client
+    that has what it wanted and does not wait for the server to finish)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        return s.recv(64)
+
+
+async def test_clients_that_hang_up_on_an_oversized_request_log_no_traceback(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert bot.http is not None
+    port = bot.http.port
+    line = b"GET /metrics?" + b"a" * 9_000 + b" HTTP/1.1\r\n"
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(20):
+            answer = await asyncio.to_thread(_hang_up_after_the_answer, port, line)
+            assert answer.startswith(b"HTTP/1.1 414 "), answer
+        status, _, _ = await get(bot, "/health")  # every handler has finished by now
+    assert status == 200
+    unhandled = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not unhandled, [r.getMessage() for r in unhandled]
 
 
 async def test_metrics_host_is_the_address_bound(

@@ -164,7 +164,9 @@ class HttpEndpoint:
                 # connection and lose the answer: read (and drop) a bounded rest.
                 writer.write_eof()
                 await _discard(reader)
-        except (TimeoutError, ConnectionError, UnicodeDecodeError) as exc:
+        # OSError, not only ConnectionError: a client that hung up makes write_eof()
+        # raise ENOTCONN, which is neither a reset nor a broken pipe
+        except (TimeoutError, OSError, UnicodeDecodeError) as exc:
             log.debug("http: dropped a request: %r", exc)
         finally:
             writer.close()
