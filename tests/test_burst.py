@@ -161,3 +161,52 @@ def test_an_uncommitted_decision_spends_nothing_until_committed(tmp_path: Path) 
     engine.commit(first)  # once only
     assert engine.state.count_since(("count_rule", "a"), -1) == 1
     assert engine.evaluate(event, commit=False).blocked == "cooldown.user"
+
+
+PACED_RULES = """\
+kryten_rules: 1
+rules:
+  - id: fixed
+    match: {regex: ['^!f\\b']}
+    limit: {per_hour: 20}
+    reply: "{{ user.name }}: ok"
+"""
+
+
+async def test_a_reply_that_would_wait_past_its_max_age_is_refused_unspent(
+    tmp_path: Path,
+    nats_server: EmbeddedNats,
+    openai: OpenAIServer,
+    client: RobotClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CyTube's strict pacing (a burst of 4, then 1/s) and replies that may wait 5 s:
+    # of 30 at once, only those that can go out within 5 s are admitted. Before, 20
+    # were admitted, 12 of them dropped as too old with the budget spent, and a user
+    # who came after the queue had drained found the budget gone.
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+    cfg = write_config(
+        tmp_path,
+        nats_url=nats_server.url,
+        api_base=openai.base_url,
+        rules=PACED_RULES,
+        extra="reply_max_age: 5s\n",
+    )
+    bot = make_bot(cfg, pacing=(4, 1.0))
+    await bot.start()
+    try:
+        for i in range(30):
+            await client.chat(f"user{i}", "!f")
+        await wait_until(lambda: len(lines(cfg)) == 30, timeout=30, what="30 response-log lines")
+        outcomes = [line["outcome"] for line in lines(cfg)]
+        sent = outcomes.count("sent")
+        assert outcomes.count("too_old") == 0
+        assert sent + outcomes.count("overloaded") == 30
+        assert 4 <= sent < 20
+        engine = bot.engine
+        assert engine is not None
+        assert engine.state.count_since(("count_rule", "fixed"), 0) == sent  # only what went out
+        later = engine.evaluate(ChatEvent("chatmsg", "late", "!f"), commit=False)
+        assert later.fired == "fixed"
+    finally:
+        await bot.stop(grace=0.2)

@@ -533,6 +533,14 @@ class Bot:
                 f"the send queue is full ({self.pacer.pending} queued, "
                 f"{preparing} replies being prepared)"
             )
+        wait = self.pacer.expected_wait(preparing)
+        # one send interval of slack: the estimate leaves out the robot's round trips
+        if wait + 1.0 / self.pacer.rate > self.pacer.max_age:  # it would only be too old
+            return (
+                f"a reply now would wait {wait:.0f}s to be sent, over reply_max_age "
+                f"({self.pacer.max_age:g}s; {self.pacer.pending} queued, "
+                f"{preparing} being prepared)"
+            )
         return None
 
     def _dispatch(self, decision: Decision, engine: Engine) -> None:

@@ -106,6 +106,17 @@ class Pacer:
         """Messages the queue can still take."""
         return self.max_queue - self._queue.qsize()
 
+    def expected_wait(self, behind: int) -> float:
+        """Seconds until a message submitted after ``behind`` more ones (beyond those
+        queued) could go out, at the bucket's rate: a lower bound, since a reply
+        still being prepared takes its own time too. Admission uses it so that a
+        reply certain to be dropped as too old never spends its state."""
+        tokens = self._tokens
+        if self._last is not None:
+            tokens = min(self.burst, tokens + (self.now() - self._last) * self.rate)
+        ahead = self._queue.qsize() + behind
+        return max(0.0, (ahead + 1 - tokens) / self.rate)
+
     async def drain(self, timeout: float) -> None:
         """Wait until the queue is empty (shutdown), at most ``timeout`` seconds."""
         try:
