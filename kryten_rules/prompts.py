@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engine import Decision
+from .quietlog import QuietLog
 from .ruleset import RuleSet
 from .templates import CompiledTemplate, TemplateProblem
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .renderworker import RenderPool
 
 log = logging.getLogger(__name__)
+_quiet = QuietLog(log)
 
 _TAG = re.compile(r"<\s*/?\s*chat\s*>", re.IGNORECASE)
 
@@ -122,14 +124,25 @@ def _assemble(plan: _Plan, outcomes: list[str | TemplateProblem]) -> Rendered:
     if plan.fallback is not None:
         first = next(it)
         if isinstance(first, TemplateProblem):
-            log.error("rule %s: fallback_reply failed to render: %s", plan.rule_id, first.message)
+            _quiet.error(
+                f"fallback:{plan.rule_id}:{first.message[:80]}",
+                "rule %s: fallback_reply failed to render: %s",
+                plan.rule_id,
+                first.message,
+            )
         else:
             fallback = first or None
     system = next(it) if plan.system is not None else None
     main = next(it)
     for outcome in (system, main):
         if isinstance(outcome, TemplateProblem):
-            log.error("rule %s: template failed to render: %s", plan.rule_id, outcome.message)
+            # once a minute per rule and problem: a failure can follow from what users type
+            _quiet.error(
+                f"template:{plan.rule_id}:{outcome.message[:80]}",
+                "rule %s: template failed to render: %s",
+                plan.rule_id,
+                outcome.message,
+            )
             return Rendered(reply=fallback, error=outcome.message, fallback=fallback)
     assert isinstance(main, str)
     if plan.is_reply:

@@ -179,6 +179,7 @@ async def test_a_reply_that_would_wait_past_its_max_age_is_refused_unspent(
     openai: OpenAIServer,
     client: RobotClient,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # CyTube's strict pacing (a burst of 4, then 1/s) and replies that may wait 5 s:
     # of 30 at once, only those that can go out within 5 s are admitted. Before, 20
@@ -192,6 +193,7 @@ async def test_a_reply_that_would_wait_past_its_max_age_is_refused_unspent(
         rules=PACED_RULES,
         extra="reply_max_age: 5s\n",
     )
+    caplog.set_level(logging.INFO, logger="kryten_rules")
     bot = make_bot(cfg, pacing=(4, 1.0))
     await bot.start()
     try:
@@ -208,5 +210,8 @@ async def test_a_reply_that_would_wait_past_its_max_age_is_refused_unspent(
         assert engine.state.count_since(("count_rule", "fixed"), 0) == sent  # only what went out
         later = engine.evaluate(ChatEvent("chatmsg", "late", "!f"), commit=False)
         assert later.fired == "fixed"
+        # every refusal is in the response log; the service log says it once
+        said = [r for r in caplog.records if "not sent: overloaded" in r.getMessage()]
+        assert len(said) == 1
     finally:
         await bot.stop(grace=0.2)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kryten_rules.quietlog import QuietLog
 from kryten_rules.service.pacing import Outgoing, Pacer
-from kryten_rules.service.quietlog import QuietLog
 from kryten_rules.service.responselog import ResponseLog
 from kryten_rules.service.watch import FileWatcher
 from tests.nats_fixtures import wait_until
@@ -101,3 +101,29 @@ async def test_a_full_send_queue_warns_once(caplog: pytest.LogCaptureFixture) ->
     assert accepted == [True] + [False] * (REPEATS - 1)
     assert len([r for r in caplog.records if "queue full" in r.getMessage()]) == 1
     await pacer.stop()
+
+
+def test_a_template_that_fails_for_every_trigger_logs_one_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the failure follows from what users type, so a channel can trigger it at will
+    from kryten_rules import load_ruleset
+    from kryten_rules.engine import Engine
+    from kryten_rules.events import ChatEvent
+    from kryten_rules.prompts import render
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "kryten_rules: 1\nrules:\n"
+        "  - {id: picky, match: {regex: ['^!n']}, reply: '{{ [1, 2][message|length] }}'}\n",
+        encoding="utf-8",
+    )
+    ruleset = load_ruleset([rules], bot_name="kryten")
+    engine = Engine(ruleset)
+    caplog.set_level(logging.ERROR, logger="kryten_rules")
+    for i in range(REPEATS):
+        decision = engine.evaluate(ChatEvent("chatmsg", f"user{i}", "!nope", at=float(i)))
+        assert render(decision, ruleset).error  # each one fails, and says why
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "rule picky: template failed to render" in errors[0].getMessage()

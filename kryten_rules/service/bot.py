@@ -46,6 +46,7 @@ from ..llm.chain import ChainResult
 from ..load import build_ruleset
 from ..output import prepare_reply
 from ..prompts import render_isolated
+from ..quietlog import QuietLog
 from ..redact import mask_credentials
 from ..renderworker import RenderPool, RenderWorkerError
 from ..ruleset import RuleSet
@@ -77,7 +78,6 @@ from .lanes import Lane
 from .metrics import HttpEndpoint, Metrics
 from .outcome import PartOutcomes, Summary
 from .pacing import Outgoing, Pacer
-from .quietlog import QuietLog
 from .responselog import ResponseLog, response_record
 from .watch import FileWatcher
 from .worker import in_daemon_thread
@@ -790,14 +790,17 @@ class Bot:
         verb = verbs.get(summary.outcome) or (
             "stayed silent" if summary.outcome == "silent" else f"not sent: {summary.outcome}"
         )
-        log.info(
-            "%s -> %s %s (%s%s)",
+        args = (
             record["user"],
             record["rule"],
             verb,
             record["model"] or "no model",
             f", {len(parts)} part(s)" if parts else "",
         )
+        if summary.outcome in verbs or summary.outcome == "silent":
+            log.info("%s -> %s %s (%s%s)", *args)  # at most what the channel sees
+        else:  # overload and failures come in floods: the response log has every line
+            self._quiet.log(logging.INFO, f"outcome:{summary.outcome}", "%s -> %s %s (%s%s)", *args)
 
     # --- reload -------------------------------------------------------------------
 

@@ -21,8 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..quietlog import QuietLog
 from .delivery import CONFIRMED, QUEUE_FULL, SHUTDOWN, TOO_OLD, Delivery, send_failed
-from .quietlog import QuietLog
 
 log = logging.getLogger(__name__)
 

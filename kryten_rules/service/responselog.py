@@ -31,8 +31,8 @@ from typing import Any
 
 from ..engine import Decision
 from ..llm.chain import ChainResult
+from ..quietlog import QuietLog
 from ..redact import mask_credentials
-from .quietlog import QuietLog
 
 log = logging.getLogger(__name__)
 
