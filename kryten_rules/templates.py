@@ -308,7 +308,7 @@ class _Findings:
         env = environment()
         self.problems: list[TemplateProblem] = []
         self.loads: dict[str, int] = {}  # name read from the context -> first line
-        self.declared: set[str] = set()
+        self.declared: set[str] = set(env.globals)  # range, the sandbox's bounded one
         self.attrs: list[nodes.Getattr] = []
         add = self.problems.append
         limits_broken: set[tuple[int, str]] = set()
@@ -376,6 +376,8 @@ class _Findings:
                 self.declared.add("loop")
             elif isinstance(node, nodes.Macro | nodes.CallBlock):
                 self.declared.update(("caller", "varargs", "kwargs"))
+                if isinstance(node, nodes.Macro):
+                    self.declared.add(node.name)  # {% macro hi() %}: 'hi' is the template's own
             for message, needle in node_problems(node):
                 if (node.lineno, message) not in limits_broken:  # a tower is one problem
                     limits_broken.add((node.lineno, message))

@@ -768,3 +768,21 @@ def test_output_stops_at_the_cap_instead_of_building_megabytes() -> None:
 def test_bounded_operations_still_work(source: str, expected: str) -> None:
     assert check_template(source) == []
     assert compile_template(source).render(realistic_context()) == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in range(3) %}{{ i }}{% endfor %}",  # docs/rules.md: range is available
+        "{% macro hi(n) %}hi {{ n }}{% endmacro %}{{ hi(user.name) }}",
+        "{% macro row(x) %}[{{ x }}]{% endmacro %}{% for h in history %}{{ row(h) }}{% endfor %}",
+    ],
+)
+def test_range_and_the_templates_own_macros_are_known_names(source: str) -> None:
+    assert check_template(source) == []  # they used to be template-unknown-name
+    assert compile_template(source).render({"user": {"name": "bob"}, "history": ["a"]})
+
+
+def test_an_unknown_name_beside_a_macro_is_still_reported() -> None:
+    (problem,) = check_template("{% macro hi() %}hi{% endmacro %}{{ hi() }} {{ nobody }}")
+    assert problem.code == "template-unknown-name" and "nobody" in problem.message
