@@ -632,3 +632,44 @@ def test_test_file_path_the_os_cannot_look_up_is_missing(tmp_path: Path, name: s
         ("missing-path", 2),
         ("missing-path", 3),
     ]
+
+
+# A rule's own `cooldown` merges key by key with its file's `defaults` (RULES.md
+# "defaults"): `first` keeps the default rule cooldown of 1m beside its own user
+# cooldown, so it lets `second` through while that runs. The shadowed check once
+# replaced the whole `cooldown` key instead and called `second` unreachable.
+_MERGED_DEFAULTS = """\
+kryten_rules: 1
+
+defaults:
+  cooldown: {rule: 1m}
+
+rules:
+  - id: first
+    priority: 10
+    match: {any: [hello]}
+    cooldown: {user: 9s}
+    reply: "hi"
+
+  - id: second
+    match: {any: [hello]}
+    reply: "hello again"
+"""
+
+
+def test_shadowed_reads_defaults_merged_key_by_key_as_the_engine_does(tmp_path: Path) -> None:
+    from kryten_rules import ChatEvent, VirtualClock, load_ruleset
+    from kryten_rules.engine import Engine
+
+    path = tmp_path / "rules" / "merged.yaml"
+    path.parent.mkdir()
+    path.write_text(_MERGED_DEFAULTS)
+    res = invoke("validate", "--strict", str(path))
+    assert "shadowed" not in res.output
+    assert res.exit_code == 0
+    engine = Engine(load_ruleset(path), clock=VirtualClock(0.0), seed=0)
+    fired = [
+        engine.evaluate(ChatEvent(kind="chatmsg", user="ann", text="hello", at=t)).fired
+        for t in (0.0, 9.0)
+    ]
+    assert fired == ["first", "second"]
