@@ -11,41 +11,20 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .diagnostics import Diagnostic, Span, error
 from .numbers import out_of_range
 from .patterns import PATTERN_MAX_MEM, SET_MAX_PROGRAM, TOO_LARGE, program_size, word_pattern
 from .positions import file_span, template_span
+from .resolve import RuleFile, RuleSetSpec, RuleSpec, resolve
 from .shadowing import check_shadowed
-from .sources import Sources
 from .templates import check_template
 from .units import DurationRangeError, parse_duration, parse_rank
-from .yamlload import Node, effective, seq
+from .yamlload import Node, seq
 
 PROMPT_KEYS = ("prompt", "prompt_file", "reply")
 TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".txt", ".md")
-
-
-@dataclass(slots=True)
-class RuleFile:
-    """A rule file whose document passed the schema."""
-
-    path: Path
-    root: Node
-    home: Path  # the rule set's directory tree: prompt files must stay inside it
-    # the load's files: a prompt file is read once, and compile gets the bytes checked
-    sources: Sources = field(default_factory=Sources)
-
-    @property
-    def rules(self) -> list[Node]:
-        return [r for r in seq(self.root.get("rules")) if r.is_map]
-
-    @property
-    def defaults(self) -> Node | None:
-        node = self.root.get("defaults")
-        return node if node is not None and node.is_map else None
 
 
 def regex_problem(pattern: str) -> str | None:
@@ -210,9 +189,8 @@ def check_durations(nodes: Iterable[Node]) -> Iterator[Diagnostic]:
             pass  # not a duration at all: the schema says so
 
 
-def check_rule(
-    rf: RuleFile, rule: Node, chains: Mapping[str, object] | None
-) -> Iterator[Diagnostic]:
+def check_rule(spec: RuleSpec, chains: Mapping[str, object] | None) -> Iterator[Diagnostic]:
+    rf, rule = spec.file, spec.node
     rid = rule.get("id")
     name = rid.value if rid is not None else "?"
     present = [k for k in PROMPT_KEYS if k in rule.value]
@@ -263,7 +241,7 @@ def check_rule(
         yield from check_rank_range(when.get("rank"), f"when.rank of rule {name!r}")
         yield from check_media_range(when)
     if chains is not None and "reply" not in rule.value:
-        chain = effective(rule, rf.defaults, "chain")
+        chain = spec.get("chain")
         chain_name = chain.value if chain is not None else "default"
         if isinstance(chain_name, str) and chain_name not in chains:
             known = sorted(chains)
@@ -281,7 +259,10 @@ def check_rule(
             )
 
 
-def check_rule_file(rf: RuleFile, chains: Mapping[str, object] | None) -> Iterator[Diagnostic]:
+def check_rule_file(
+    rf: RuleFile, rules: Iterable[RuleSpec], chains: Mapping[str, object] | None
+) -> Iterator[Diagnostic]:
+    """The checks of one file; ``rules`` are its resolved rules, in file order."""
     persona = rf.root.get("persona")
     if persona is not None and persona.is_map:
         sp = persona.get("system_prompt")
@@ -313,8 +294,8 @@ def check_rule_file(rf: RuleFile, chains: Mapping[str, object] | None) -> Iterat
         cooldown = budget.get("cooldown") if budget is not None else None
         if cooldown is not None:
             yield from check_durations([cooldown])
-    for rule in rf.rules:
-        yield from check_rule(rf, rule, chains)
+    for spec in rules:
+        yield from check_rule(spec, chains)
 
 
 # --- checks across the whole rule set ------------------------------------------
@@ -411,18 +392,26 @@ def check_pattern_budget(files: list[RuleFile]) -> Iterator[Diagnostic]:
             return
 
 
-def check_rule_set(files: list[RuleFile], chains: Mapping[str, object] | None) -> list[Diagnostic]:
-    """All semantic checks of a rule set: per rule, per file, and across files."""
+def check_rule_set(
+    files: list[RuleFile], chains: Mapping[str, object] | None, spec: RuleSetSpec | None = None
+) -> list[Diagnostic]:
+    """All semantic checks of a rule set: per rule, per file, and across files.
+
+    ``spec`` is the rule set resolved (``resolve.resolve(files)``), made here
+    when not given.
+    """
+    spec = spec if spec is not None else resolve(files)
+    by_node = {id(r.node): r for r in spec.rules}
     out: list[Diagnostic] = []
     for rf in files:
-        out.extend(check_rule_file(rf, chains))
+        out.extend(check_rule_file(rf, [by_node[id(n)] for n in rf.rules], chains))
     out.extend(check_duplicate_ids(files))
     out.extend(check_pattern_budget(files))
     out.extend(_once_per_set(files, "persona", None, "duplicate-persona", "the persona"))
     out.extend(_once_per_set(files, "ranks", None, "duplicate-ranks", "ranks"))
     out.extend(_once_per_set(files, "limits", "global", "duplicate-limits", "limits.global"))
     out.extend(_once_per_set(files, "limits", "user", "duplicate-limits", "limits.user"))
-    out.extend(check_shadowed(files))  # warnings last: errors matter more
+    out.extend(check_shadowed(spec))  # warnings last: errors matter more
     return out
 
 

@@ -1,8 +1,11 @@
-"""Stage 3, compile: checked rule files to an immutable :class:`RuleSet`.
+"""Stage 3, compile: the resolved rule model to an immutable :class:`RuleSet`.
 
 Only called on a rule set with no error diagnostics, so it may assume every
-value has the shape the schema promises. It does no I/O: prompt files come
-from the load's :class:`~kryten_rules.sources.Sources`, as the checks read them.
+value has the shape the schema promises. It reads the rule model
+(``resolve``): defaults merged, durations and ranks parsed, the order fixed,
+exactly as the checks and the shadowed-rule analysis read them. It does no
+I/O: prompt files come from the load's :class:`~kryten_rules.sources.Sources`,
+as the checks read them.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from .checks import RuleFile
 from .patterns import compile_set, mention_pattern, word_pattern
+from .resolve import MERGED_MAPPINGS, RuleFile, RuleSetSpec, resolve
 from .ruleset import (
     WINDOWS,
     Budget,
@@ -28,7 +31,7 @@ from .templates import CompiledTemplate, compile_template
 from .units import parse_duration, parse_rank
 from .yamlload import Node
 
-MERGED_MAPPINGS = ("cooldown", "limit", "when")
+__all__ = ["MERGED_MAPPINGS", "compile_rules", "digest_of"]
 
 
 class _Patterns:
@@ -45,16 +48,6 @@ class _Patterns:
             i = self._index[key] = len(self.items)
             self.items.append(Pattern(regex, kind, source, names))
         return i
-
-
-def _merged(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(defaults)
-    for key, value in rule.items():
-        if key in MERGED_MAPPINGS and isinstance(out.get(key), dict) and isinstance(value, dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    return out
 
 
 def _budget(doc: Mapping[str, Any] | None) -> Budget:
@@ -102,8 +95,8 @@ def _matcher(match: Mapping[str, Any] | None, pats: _Patterns, mention: int | No
     )
 
 
-def _persona(files: list[RuleFile]) -> Persona | None:
-    for rf in files:
+def _persona(spec: RuleSetSpec) -> Persona | None:
+    for rf in spec.files:
         node = rf.root.get("persona")
         if node is None:
             continue
@@ -116,69 +109,61 @@ def _persona(files: list[RuleFile]) -> Persona | None:
     return None
 
 
-def _first(files: list[RuleFile], key: str) -> Any:
-    for rf in files:
-        node = rf.root.get(key)
-        if node is not None:
-            return node.plain()
-    return None
-
-
 def compile_rules(
-    files: list[RuleFile], *, bot_name: str = "", digest: str = "", sources: tuple[str, ...] = ()
+    spec: RuleSetSpec | list[RuleFile],
+    *,
+    bot_name: str = "",
+    digest: str = "",
+    sources: tuple[str, ...] = (),
 ) -> RuleSet:
-    persona = _persona(files)
+    if not isinstance(spec, RuleSetSpec):
+        spec = resolve(spec)
+    persona = _persona(spec)
     pats = _Patterns()
     names = [bot_name] if bot_name else []
     names += list(persona.aliases) if persona else []
     mp = mention_pattern(names)
     mention = pats.add(mp, "mention", " | ".join(names), tuple(names)) if mp else None
 
-    staged: list[tuple[int, int, RuleFile, Node, dict[str, Any]]] = []
-    for rf in files:
-        defaults = rf.defaults.plain() if rf.defaults is not None else {}
-        for node in rf.rules:
-            doc = _merged(node.plain(), defaults)
-            staged.append((-int(doc.get("priority", 0)), len(staged), rf, node, doc))
-    staged.sort(key=lambda t: (t[0], t[1]))
-
     rules: list[Rule] = []
-    for index, (_, _, rf, node, doc) in enumerate(staged):
+    for rs in spec.rules:
+        doc = {k: n.plain() for k, n in rs.fields.items()}
         when = doc.get("when") or {}
-        rank = when.get("rank") or {}
         media = when.get("media")
         prompt = _optional_template(doc, "prompt")
-        if node.get("prompt_file") is not None:
-            prompt = _template_file(rf, node.value["prompt_file"])
+        prompt_file = rs.get("prompt_file")
+        if prompt_file is not None:
+            prompt = _template_file(rs.file, prompt_file)
         matcher = _matcher(doc.get("match"), pats, mention)
         if doc.get("match", {}).get("mention") and mention is None:
             # No bot name and no alias: a mention rule can never match; make that explicit.
             matcher = Matcher(mention=-1)
+        assert rs.id is not None and rs.probability is not None  # the schema holds
         rules.append(
             Rule(
-                id=doc["id"],
-                index=index,
-                span=node.value["id"].span,
+                id=rs.id,
+                index=rs.index,
+                span=rs.span,
                 description=doc.get("description", ""),
                 enabled=doc.get("enabled", True),
                 mode=doc.get("mode", "live"),
-                priority=int(doc.get("priority", 0)),
-                on=doc.get("on", "chatmsg"),
+                priority=rs.priority,
+                on=rs.on,
                 matcher=matcher,
-                rank_min=_rank(rank.get("min")),
-                rank_max=_rank(rank.get("max")),
+                rank_min=rs.rank_min,
+                rank_max=rs.rank_max,
                 users=frozenset(u.lower() for u in when["users"]) if "users" in when else None,
                 not_users=frozenset(u.lower() for u in when.get("not_users", [])),
                 media=MediaCondition(
-                    min_duration=_dur(media.get("min_duration")),
-                    max_duration=_dur(media.get("max_duration")),
+                    min_duration=rs.media_min,
+                    max_duration=rs.media_max,
                     title_any=tuple(t.lower() for t in media.get("title_any", [])),
                 )
                 if media
                 else None,
-                probability=float(doc.get("probability", 1.0)),
-                cooldowns={k: parse_duration(v) for k, v in (doc.get("cooldown") or {}).items()},
-                limit={w: int(n) for w, n in (doc.get("limit") or {}).items()},
+                probability=rs.probability,
+                cooldowns=dict(rs.cooldowns),
+                limit=dict(rs.limit),
                 prompt=prompt,
                 reply=_optional_template(doc, "reply"),
                 fallback_reply=_optional_template(doc, "fallback_reply"),
@@ -196,8 +181,9 @@ def compile_rules(
         for p in dict.fromkeys(r.matcher.positive):
             candidates.setdefault(r.on, {}).setdefault(p, []).append(r.index)
 
-    ranks = _first(files, "ranks") or []
-    return RuleSet(
+    ranks_node = spec.first("ranks")
+    ranks = ranks_node.plain() if ranks_node is not None else []
+    ruleset = RuleSet(
         rules=tuple(rules),
         patterns=tuple(pats.items),
         persona=persona,
@@ -210,10 +196,10 @@ def compile_rules(
             )
             for e in ranks
         ),
-        global_budget=_budget(_limits_part(files, "global")),
-        user_budget=_budget(_limits_part(files, "user")),
+        global_budget=_budget(_limits_part(spec, "global")),
+        user_budget=_budget(_limits_part(spec, "user")),
         bot_name=bot_name,
-        files=tuple(rf.path for rf in files),
+        files=tuple(rf.path for rf in spec.files),
         digest=digest,
         sources=sources,
         candidates={
@@ -223,18 +209,12 @@ def compile_rules(
         always={k: tuple(v) for k, v in always.items()},
         _set=compile_set(p.regex for p in pats.items) if pats.items else None,
     )
+    return ruleset
 
 
-def _limits_part(files: list[RuleFile], part: str) -> Any:
-    for rf in files:
-        node = rf.root.get("limits")
-        if node is not None and node.get(part) is not None:
-            return node.value[part].plain()
-    return None
-
-
-def _dur(value: Any) -> float | None:
-    return None if value is None else parse_duration(value)
+def _limits_part(spec: RuleSetSpec, part: str) -> Any:
+    found = spec.first_with("limits", part)
+    return found[1].plain() if found is not None else None
 
 
 def digest_of(contents: Mapping[str, bytes]) -> str:

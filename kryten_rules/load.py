@@ -10,18 +10,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import (
-    RuleFile,
-    check_config,
-    check_rule_set,
-    rule_ids,
-)
+from .checks import check_config, check_rule_set, rule_ids
 from .compile import compile_rules, digest_of
 from .config import ServiceConfig, config_from_plain
 from .diagnostics import Diagnostic, RuleSetError, Span, error
 from .gcpause import gc_paused
 from .numbers import NUMBER_CODES, check_ranges
 from .patterns import PatternSetError
+from .resolve import RuleFile, RuleSetSpec, resolve
 from .ruleset import RuleSet
 from .schema import check_schema, did_you_mean, file_kind
 from .sources import Sources
@@ -41,6 +37,8 @@ class Checked:
     # every file this load read (rules and prompts), each once: checks, compile
     # and the digest all use these bytes
     sources: Sources = field(default_factory=Sources)
+    # the rule files resolved (``resolve``), once: the checks and compile read it
+    spec: RuleSetSpec | None = None
 
     @property
     def raw(self) -> dict[str, bytes]:
@@ -166,7 +164,8 @@ def check_paths(
     ):
         chains = config_from_plain(out.configs[0][1].plain(), out.configs[0][0]).chains
     if out.rule_files:
-        out.diagnostics.extend(check_rule_set(out.rule_files, chains))
+        out.spec = resolve(out.rule_files)
+        out.diagnostics.extend(check_rule_set(out.rule_files, chains, out.spec))
     for path, root in out.tests:
         out.diagnostics.extend(_check_test_refs(path, root))
     return out
@@ -275,7 +274,7 @@ def _build_ruleset(
     raw = checked.raw
     try:
         ruleset = compile_rules(
-            checked.rule_files,
+            checked.spec or resolve(checked.rule_files),
             bot_name=name,
             digest=digest_of(raw),
             sources=tuple(sorted(raw)),

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .diagnostics import Diagnostic, warning
-from .yamlload import Node, effective
-
-if TYPE_CHECKING:
-    from .checks import RuleFile
+from .resolve import RuleSetSpec, RuleSpec
+from .yamlload import Node
 
 
 def _match_terms(match: Node | None) -> dict[str, frozenset[str]]:
@@ -35,19 +32,23 @@ def _match_terms(match: Node | None) -> dict[str, frozenset[str]]:
     return out
 
 
-def _blocks_itself(rule: Node, defaults: Node | None) -> bool:
-    """Whether a rule has a gate of its own that lets later rules through sometimes."""
-    if rule.get("when") is not None or effective(rule, defaults, "when") is not None:
+def _blocks_itself(rule: RuleSpec) -> bool:
+    """Whether a rule has a gate of its own that lets later rules through sometimes.
+
+    Reads the resolved rule, defaults merged as compile merges them: a rule's
+    own ``cooldown: {user: 9s}`` keeps the defaults' ``{rule: 1m}`` beside it.
+    """
+    if rule.get("when") is not None:
         return True
-    prob = effective(rule, defaults, "probability")
+    prob = rule.get("probability")
     if prob is not None and prob.value != 1:
         return True
-    enabled = effective(rule, defaults, "enabled")
+    enabled = rule.get("enabled")
     if enabled is not None and enabled.value is False:
         return True
-    if effective(rule, defaults, "limit") is not None:
+    if rule.get("limit") is not None:
         return True
-    cd = effective(rule, defaults, "cooldown")
+    cd = rule.get("cooldown")
     return cd is not None and cd.is_map and any(k in cd.value for k in ("rule", "user_rule"))
 
 
@@ -99,30 +100,22 @@ class _Shadowers:
         return min(found)[1] if found else None
 
 
-def check_shadowed(files: list[RuleFile]) -> Iterator[Diagnostic]:
-    ordered: list[tuple[int, int, Node, Node | None]] = []
-    for rf in files:
-        for rule in rf.rules:
-            rid = rule.get("id")
-            if rid is not None and isinstance(rid.value, str):
-                prio = effective(rule, rf.defaults, "priority")
-                p = prio.value if prio is not None and isinstance(prio.value, int) else 0
-                ordered.append((-p, len(ordered), rule, rf.defaults))
-    ordered.sort(key=lambda t: (t[0], t[1]))
+def check_shadowed(spec: RuleSetSpec) -> Iterator[Diagnostic]:
+    """A warning for every rule an earlier one always answers first."""
     shadowers = _Shadowers()
-    for pos, (_, _, rule, defaults) in enumerate(ordered):
-        on_node = effective(rule, defaults, "on")
-        on = str(on_node.value) if on_node is not None else "chatmsg"
-        terms = _match_terms(rule.get("match"))
-        rid = rule.value["id"]
-        by = shadowers.find(on, terms)
+    for rule in spec.rules:  # evaluation order
+        rid = rule.id
+        if rid is None:
+            continue
+        terms = _match_terms(rule.get("match"))  # merged, as compile reads it
+        by = shadowers.find(rule.on, terms)
         if by is not None:
             yield warning(
                 "shadowed",
-                f"rule {rid.value!r} can never fire: shadowed by {by!r}",
-                rid.span,
+                f"rule {rid!r} can never fire: shadowed by {by!r}",
+                rule.span,
                 f"{by!r} is tried first (higher priority or earlier in the files) and "
                 "always matches; lower its priority or narrow its match",
             )
-        if not _blocks_itself(rule, defaults):
-            shadowers.add(pos, rid.value, on, terms)
+        if not _blocks_itself(rule):
+            shadowers.add(rule.index, rid, rule.on, terms)

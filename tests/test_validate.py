@@ -634,7 +634,7 @@ def test_test_file_path_the_os_cannot_look_up_is_missing(tmp_path: Path, name: s
     ]
 
 
-# A rule's own `cooldown` merges key by key with its file's `defaults` (RULES.md
+# A rule's own `cooldown` merges key by key with its file's `defaults` (docs/rules.md
 # "defaults"): `first` keeps the default rule cooldown of 1m beside its own user
 # cooldown, so it lets `second` through while that runs. The shadowed check once
 # replaced the whole `cooldown` key instead and called `second` unreachable.
