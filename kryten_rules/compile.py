@@ -5,7 +5,9 @@ value has the shape the schema promises. It reads the rule model
 (``resolve``): defaults merged, durations and ranks parsed, the order fixed,
 exactly as the checks and the shadowed-rule analysis read them. It does no
 I/O: prompt files come from the load's :class:`~kryten_rules.sources.Sources`,
-as the checks read them.
+as the checks read them. Everything the engine needs is built here, once: the
+per-rule plans and candidate tables are forced before the set is returned
+(``RuleSet.tables``), so an engine only evaluates.
 """
 
 from __future__ import annotations
@@ -209,6 +211,7 @@ def compile_rules(
         always={k: tuple(v) for k, v in always.items()},
         _set=compile_set(p.regex for p in pats.items) if pats.items else None,
     )
+    ruleset.tables  # noqa: B018 - the plans and candidate tables, built now and once
     return ruleset
 
 

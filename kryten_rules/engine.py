@@ -11,13 +11,17 @@ Cost is kept proportional to what an event can fire, not to the rule count:
 
 * one RE2 set scan finds every pattern present; only rules with a pattern
   present (plus rules that match everything) are tried;
-* when a rule set is installed, each rule gets a *plan*: the cooldown keys and
-  budgets that can ever block it, so a rule set without cooldowns never
-  touches the state store;
+* each rule has a *plan* (``ruleset.Plan``, built by compile): the cooldown
+  keys and budgets that can ever block it, so a rule set without cooldowns
+  never touches the state store;
 * the template context is built only when someone reads it.
 
 Time comes from a clock and chance from a seeded RNG, so the same events and
 seed always give the same decisions.
+
+The engine derives nothing from the rule set: plans and candidate tables are
+the rule set's own (``RuleSet.tables``), so an engine is cheap to make and an
+``explain`` builds no tables of its own.
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ from collections import deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from .clock import Clock, SystemClock
 from .events import ChatEvent, Media
 from .intake import sender_ignored
 from .patterns import normalise, strip_mention
-from .ruleset import SCOPES, WINDOWS, Rule, RuleSet
+from .ruleset import WINDOWS, Plan, Rule, RuleSet
 from .state import MemoryStore, StateStore
+from .trace import BLOCKED, FIRED, SKIPPED, TraceEntry
 from .units import format_duration, rank_name
 
 log = logging.getLogger(__name__)
@@ -46,27 +51,9 @@ HISTORY_KEPT = 200  # lines kept, so a reply prepared late still sees its own 20
 MAX_TEXT = 4_000  # CyTube cuts chat at a few hundred characters; anything longer is junk
 MAX_KNOWN_USERS = 50_000
 
-FIRED, BLOCKED, SKIPPED = "fired", "blocked", "skipped"
 STATE_FULL = "state_full"
 STATE_FULL_DETAIL = "the state store is full of running cooldowns and budgets"
 _NOT_MATCHED = ("no_match", "disabled")
-
-
-class TraceEntry(NamedTuple):
-    """One rule tried: ``outcome`` is fired/blocked/skipped, ``reason`` a code."""
-
-    rule: str
-    outcome: str
-    reason: str | None = None
-    detail: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "detail": self.detail,
-        }
 
 
 class Decision:
@@ -136,19 +123,6 @@ class Decision:
         return f"Decision(fired={self.fired!r}, blocked={self.blocked!r}, ignored={self.ignored!r})"
 
 
-class _Plan(NamedTuple):
-    """What can block one rule and what its firing spends, worked out at install."""
-
-    trivial: bool  # nothing can stop it once found: fires without any further check
-    conditions: bool  # has `when` conditions to check
-    single_group: bool  # found through a pattern means matched (Matcher.single_group)
-    fired: TraceEntry  # the (immutable) trace entry of a firing, made once
-    cooldowns: tuple[str, ...]  # cooldown scopes to check
-    budgets: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...]  # (scope, kind, windows)
-    spend_cooldowns: tuple[tuple[str, float], ...]  # (scope, base seconds) to start
-    spend_budgets: tuple[tuple[str, float, int], ...]  # (kind, longest window, entries kept)
-
-
 @dataclass(slots=True)
 class ChannelState:
     """What the engine remembers about the room: ranks, the media, recent lines."""
@@ -200,106 +174,22 @@ class Engine:
     # --- rule set ------------------------------------------------------------
 
     def _install(self, ruleset: RuleSet) -> None:
+        """Take over the rule set's tables (built once by compile, shared by every engine)."""
+        tables = ruleset.tables
         self.ruleset = ruleset
-        mention = next((i for i, p in enumerate(ruleset.patterns) if p.kind == "mention"), None)
-        self._mention_index = mention
+        self._mention_index = tables.mention
         self._bot = (self._bot_name if self._bot_name is not None else ruleset.bot_name).lower()
-        self._max_cooldown_mult = max([m.cooldown for m in ruleset.ranks] + [1.0])
-        self._max_limit_mult = max([m.limit for m in ruleset.ranks] + [1.0])
-        # global and user cooldowns are started by any rule, so every rule checks them
-        # when some rule can start them; rule and user_rule ones only by the rule itself.
-        self._shared = {
-            "global": max(
-                [r.cooldowns.get("global", 0.0) for r in ruleset.rules]
-                + [ruleset.global_budget.cooldown]
-            ),
-            "user": max(
-                [r.cooldowns.get("user", 0.0) for r in ruleset.rules]
-                + [ruleset.user_budget.cooldown]
-            ),
-        }
-        self._plans = plans = [self._plan(r) for r in ruleset.rules]
-        self._word_kinds = frozenset(
-            i for i, p in enumerate(ruleset.patterns) if p.kind in ("word", "mention")
-        )
-        # The hot path's tables. Per event kind, for each pattern the first rule
-        # (in evaluation order) it makes a candidate, and the first rule that
-        # needs no pattern; `_none` (past the last rule) means "none". Per rule,
-        # the decision of a rule that nothing can stop once it is a candidate.
-        none = len(ruleset.rules)
-        self._none = none
+        self._max_cooldown_mult = tables.max_cooldown_mult
+        self._plans = tables.plans
+        self._word_kinds = tables.word_kinds
+        self._none = len(ruleset.rules)
         self._match = ruleset.match_bytes
-        self._by_kind: dict[str, tuple[Any, int]] = {}
-        for kind in {r.on for r in ruleset.rules}:
-            heads = [none] * len(ruleset.patterns)
-            for pattern, rule_indices in ruleset.candidates.get(kind, {}).items():
-                if pattern >= 0:  # -1: the mention of a bot with no name, never present
-                    heads[pattern] = rule_indices[0]
-            always = ruleset.always.get(kind, ())
-            self._by_kind[kind] = (heads.__getitem__, always[0] if always else none)
-        self._sure: list[tuple[Rule, tuple[TraceEntry, ...]] | None] = [
-            (rule, (plan.fired,)) if plan.trivial else None
-            for rule, plan in zip(ruleset.rules, plans, strict=True)
-        ]
-        # what a decision's context is built from besides the event (see Decision.context)
-        self._decided_with = (ruleset, mention, self.room, self._channel)
-
-    def _plan(self, rule: Rule) -> _Plan:
-        rs = self.ruleset
-        shared = self._shared
-        own = {
-            "global": max(rule.cooldowns.get("global", 0.0), rs.global_budget.cooldown),
-            "rule": rule.cooldowns.get("rule", 0.0),
-            "user": max(rule.cooldowns.get("user", 0.0), rs.user_budget.cooldown),
-            "user_rule": rule.cooldowns.get("user_rule", 0.0),
+        self._by_kind: dict[str, tuple[Any, int]] = {
+            kind: (heads.__getitem__, first) for kind, (heads, first) in tables.by_kind.items()
         }
-        checks = tuple(
-            scope for scope in SCOPES if (shared[scope] if scope in shared else own[scope]) > 0
-        )
-        budgets = tuple(
-            (scope, kind, tuple(windows.items()))
-            for scope, kind, windows in (
-                ("rule", "count_rule", dict(rule.limit)),
-                ("user", "count_user", dict(rs.user_budget.windows)),
-                ("global", "count_global", dict(rs.global_budget.windows)),
-            )
-            if windows
-        )
-        spend_budgets = tuple(
-            (
-                kind,
-                max(WINDOWS[w] for w, _ in windows),
-                int(max(n for _, n in windows) * self._max_limit_mult) + 1,
-            )
-            for _, kind, windows in budgets
-        )
-        conditions = (
-            rule.rank_min is not None
-            or rule.rank_max is not None
-            or rule.users is not None
-            or bool(rule.not_users)
-            or rule.media is not None
-        )
-        spend_cooldowns = tuple((s, d) for s, d in own.items() if d > 0)
-        single = rule.matcher.single_group
-        trivial = (
-            rule.enabled
-            and single
-            and not conditions
-            and not checks
-            and not budgets
-            and rule.probability >= 1.0
-        )
-        return _Plan(
-            trivial,
-            conditions,
-            single,
-            TraceEntry(rule.id, FIRED),
-            checks,
-            budgets,
-            spend_cooldowns,
-            spend_budgets,
-        )
+        self._sure = tables.sure
+        # what a decision's context is built from besides the event (see Decision.context)
+        self._decided_with = (ruleset, tables.mention, self.room, self._channel)
 
     @property
     def channel_name(self) -> str:
@@ -565,7 +455,7 @@ class Engine:
         return (kind, user)
 
     def _cooldown(
-        self, plan: _Plan, rule_id: str, user: str, now: float, mult: float
+        self, plan: Plan, rule_id: str, user: str, now: float, mult: float
     ) -> tuple[str, float] | None:
         for scope in plan.cooldowns:
             key = self._key(scope, rule_id, user)
@@ -577,7 +467,7 @@ class Engine:
         return None
 
     def _limits(
-        self, plan: _Plan, rule_id: str, user: str, now: float, mult: float
+        self, plan: Plan, rule_id: str, user: str, now: float, mult: float
     ) -> tuple[str, str] | None:
         for scope, kind, windows in plan.budgets:
             key = self._key(kind, rule_id, user)
@@ -591,7 +481,7 @@ class Engine:
                     return f"limit.{scope}.{window}", f"{used} of {allowed} used"
         return None
 
-    def _spend_keys(self, plan: _Plan, rule_id: str, user: str) -> list[tuple[str, ...]]:
+    def _spend_keys(self, plan: Plan, rule_id: str, user: str) -> list[tuple[str, ...]]:
         """The state keys a firing of this plan writes."""
         kinds = [scope for scope, _ in plan.spend_cooldowns]
         kinds += [kind for kind, _, _ in plan.spend_budgets]

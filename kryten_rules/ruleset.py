@@ -4,6 +4,11 @@ Everything here is plain frozen data built once by ``compile``: durations in
 seconds, ranks as numbers, defaults merged, templates compiled, and every word
 and regex of every rule in a single RE2 set, so one scan of a chat line finds
 every candidate rule however many rules there are.
+
+What the engine's hot path reads besides the rules (:class:`Tables`: each
+rule's :class:`Plan`, the first candidate per pattern and event kind) is
+derived from them here too, once per rule set: ``compile`` builds it before
+returning the set, and every engine (the service's, each ``explain``) shares it.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .diagnostics import Span
 from .templates import CompiledTemplate
+from .trace import FIRED, TraceEntry
 
 SCOPES = ("global", "rule", "user", "user_rule")
 WINDOWS = {"per_minute": 60.0, "per_hour": 3600.0, "per_day": 86400.0}
@@ -150,6 +156,11 @@ class RuleSet:
     _set: Any = field(default=None, repr=False, compare=False)
 
     @cached_property
+    def tables(self) -> Tables:
+        """The plans and candidate tables, built on first use (``compile`` does it)."""
+        return build_tables(self)
+
+    @cached_property
     def by_id(self) -> dict[str, Rule]:
         return {r.id: r for r in self.rules}
 
@@ -204,3 +215,135 @@ class RuleSet:
                 rx = compile_one(p.regex)
             cache[index] = rx
         return rx
+
+
+class Plan(NamedTuple):
+    """What can block one rule and what its firing spends, worked out at compile."""
+
+    trivial: bool  # nothing can stop it once found: fires without any further check
+    conditions: bool  # has `when` conditions to check
+    single_group: bool  # found through a pattern means matched (Matcher.single_group)
+    fired: TraceEntry  # the (immutable) trace entry of a firing, made once
+    cooldowns: tuple[str, ...]  # cooldown scopes to check
+    budgets: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...]  # (scope, kind, windows)
+    spend_cooldowns: tuple[tuple[str, float], ...]  # (scope, base seconds) to start
+    spend_budgets: tuple[tuple[str, float, int], ...]  # (kind, longest window, entries kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The engine's hot-path tables of one rule set.
+
+    ``by_kind``: per event kind, for each pattern the first rule (in evaluation
+    order) it makes a candidate, and the first rule that needs no pattern;
+    ``len(rules)`` (past the last rule) means "none". ``sure``: per rule, the
+    rule and its one-entry trace when nothing can stop it once it is a
+    candidate, else None.
+    """
+
+    plans: tuple[Plan, ...]
+    by_kind: Mapping[str, tuple[tuple[int, ...], int]]
+    sure: tuple[tuple[Rule, tuple[TraceEntry, ...]] | None, ...]
+    word_kinds: frozenset[int]  # patterns with a Unicode-boundary twin (words, the mention)
+    mention: int | None  # the mention pattern's index
+    max_cooldown_mult: float
+    max_limit_mult: float
+
+
+def plan_rule(
+    rs: RuleSet, rule: Rule, shared: Mapping[str, float], max_limit_mult: float
+) -> Plan:
+    """One rule's plan: the cooldown keys and budgets that can ever block it.
+
+    ``shared``: the longest global and user cooldown any rule can start; those
+    scopes are checked by every rule when some rule can start them, the rule
+    and user_rule ones only by the rule itself.
+    """
+    own = {
+        "global": max(rule.cooldowns.get("global", 0.0), rs.global_budget.cooldown),
+        "rule": rule.cooldowns.get("rule", 0.0),
+        "user": max(rule.cooldowns.get("user", 0.0), rs.user_budget.cooldown),
+        "user_rule": rule.cooldowns.get("user_rule", 0.0),
+    }
+    checks = tuple(
+        scope for scope in SCOPES if (shared[scope] if scope in shared else own[scope]) > 0
+    )
+    budgets = tuple(
+        (scope, kind, tuple(windows.items()))
+        for scope, kind, windows in (
+            ("rule", "count_rule", dict(rule.limit)),
+            ("user", "count_user", dict(rs.user_budget.windows)),
+            ("global", "count_global", dict(rs.global_budget.windows)),
+        )
+        if windows
+    )
+    spend_budgets = tuple(
+        (
+            kind,
+            max(WINDOWS[w] for w, _ in windows),
+            int(max(n for _, n in windows) * max_limit_mult) + 1,
+        )
+        for _, kind, windows in budgets
+    )
+    conditions = (
+        rule.rank_min is not None
+        or rule.rank_max is not None
+        or rule.users is not None
+        or bool(rule.not_users)
+        or rule.media is not None
+    )
+    spend_cooldowns = tuple((s, d) for s, d in own.items() if d > 0)
+    single = rule.matcher.single_group
+    trivial = (
+        rule.enabled
+        and single
+        and not conditions
+        and not checks
+        and not budgets
+        and rule.probability >= 1.0
+    )
+    return Plan(
+        trivial,
+        conditions,
+        single,
+        TraceEntry(rule.id, FIRED),
+        checks,
+        budgets,
+        spend_cooldowns,
+        spend_budgets,
+    )
+
+
+def build_tables(rs: RuleSet) -> Tables:
+    """Everything the engine's hot path reads, derived from the rule set once."""
+    max_limit_mult = max([m.limit for m in rs.ranks] + [1.0])
+    shared = {
+        "global": max(
+            [r.cooldowns.get("global", 0.0) for r in rs.rules] + [rs.global_budget.cooldown]
+        ),
+        "user": max([r.cooldowns.get("user", 0.0) for r in rs.rules] + [rs.user_budget.cooldown]),
+    }
+    plans = tuple(plan_rule(rs, r, shared, max_limit_mult) for r in rs.rules)
+    none = len(rs.rules)
+    by_kind: dict[str, tuple[tuple[int, ...], int]] = {}
+    for kind in {r.on for r in rs.rules}:
+        heads = [none] * len(rs.patterns)
+        for pattern, rule_indices in rs.candidates.get(kind, {}).items():
+            if pattern >= 0:  # -1: the mention of a bot with no name, never present
+                heads[pattern] = rule_indices[0]
+        always = rs.always.get(kind, ())
+        by_kind[kind] = (tuple(heads), always[0] if always else none)
+    return Tables(
+        plans=plans,
+        by_kind=by_kind,
+        sure=tuple(
+            (rule, (plan.fired,)) if plan.trivial else None
+            for rule, plan in zip(rs.rules, plans, strict=True)
+        ),
+        word_kinds=frozenset(
+            i for i, p in enumerate(rs.patterns) if p.kind in ("word", "mention")
+        ),
+        mention=next((i for i, p in enumerate(rs.patterns) if p.kind == "mention"), None),
+        max_cooldown_mult=max([m.cooldown for m in rs.ranks] + [1.0]),
+        max_limit_mult=max_limit_mult,
+    )

@@ -1526,7 +1526,7 @@ def test_property_first_candidate_shortcut_agrees_with_full_trace(
 def test_engine_fast_path_covers_rules_with_nothing_to_check() -> None:
     """The mixed rule set does exercise both paths: plain rules fire with no gate run."""
     engine = Engine(_MIXED_RULES, clock=VirtualClock(), seed=1)
-    sure = {r.id for r, s in zip(_MIXED_RULES.rules, engine._sure, strict=True) if s is not None}
+    sure = {r.id for r, s in zip(_MIXED_RULES.rules, _MIXED_RULES.tables.sure, strict=True) if s}
     assert sure == {"plain-a", "mention", "plain-b", "anything", "pm-hello", "join"}
     d = engine.evaluate(ChatEvent("chatmsg", "alice", "hello karate", 1, 1.0))
     assert d.fired == "cooled" and d.context is not None and d.context["match"] == "karate"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kryten_rules.engine import Engine
+from kryten_rules import ruleset as ruleset_module
 from kryten_rules.service.bot import RELOAD_SUBJECT, Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from tests.nats_fixtures import (
@@ -122,14 +122,14 @@ async def test_whatever_raises_while_installing_the_old_set_stays_and_the_event_
     bot: Bot, client: RobotClient, config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reloads = await client.collect(RELOAD_SUBJECT)
-    plan = Engine._plan
+    plan = ruleset_module.plan_rule
 
-    def failing_plan(self: Engine, rule: Any) -> Any:  # a fault in the real install
+    def failing_plan(rs: Any, rule: Any, *args: Any) -> Any:  # a fault in the real build
         if rule.id == "greet-v2":
             raise RuntimeError("injected fault while planning greet-v2")
-        return plan(self, rule)
+        return plan(rs, rule, *args)
 
-    monkeypatch.setattr(Engine, "_plan", failing_plan)
+    monkeypatch.setattr(ruleset_module, "plan_rule", failing_plan)
     write_rules(rules_file(config_path), V2)
 
     reply = await client.request("rules.reload")
