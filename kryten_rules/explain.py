@@ -72,6 +72,8 @@ def explain_event(
     The event meets a fresh engine (no cooldowns running, a fixed seed) unless
     one is given: the question answered is "would this rule set answer this
     line?", and asking it never spends the cooldowns or budgets of a live bot.
+    That engine is only fresh state around the rule set: its plans and
+    candidate tables are the rule set's own, built once by compile.
     The templates render in this process: for the command line.
     """
     decision = _decide(

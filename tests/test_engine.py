@@ -1600,3 +1600,37 @@ def test_context_read_after_a_reload_still_describes_its_own_rule_set(tmp_path: 
     assert d.context is not None
     assert d.context["match"] == "karate"
     assert d.context["message"] == "karate time"
+
+
+def test_the_engine_tables_are_built_once_by_compile_and_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plans and candidate tables belong to the rule set: engines and explain build none."""
+    from kryten_rules import ruleset as ruleset_module
+    from kryten_rules.explain import explain_event
+
+    built: list[RuleSet] = []
+    build = ruleset_module.build_tables
+
+    def counted(rs: RuleSet) -> ruleset_module.Tables:
+        built.append(rs)
+        return build(rs)
+
+    monkeypatch.setattr(ruleset_module, "build_tables", counted)
+    rs = load(
+        tmp_path,
+        """
+        rules:
+          - id: greet
+            match: {any: [hello]}
+            cooldown: {user: 10s}
+            reply: "hi {{ user.name }}"
+        """,
+    )
+    assert built == [rs]  # compile built them before handing the set over
+    engines = [Engine(rs, clock=VirtualClock(), seed=i) for i in range(3)]
+    for _ in range(3):
+        assert explain_event(rs, "hello there")["fired"] == "greet"
+    assert all(e.evaluate(ChatEvent("chatmsg", "ann", "hello", 1, 1.0)).fired for e in engines)
+    engines[0].swap(rs)
+    assert built == [rs]
