@@ -17,10 +17,10 @@ from .diagnostics import Diagnostic, Span, error
 from .numbers import out_of_range
 from .patterns import PATTERN_MAX_MEM, SET_MAX_PROGRAM, TOO_LARGE, program_size, word_pattern
 from .positions import file_span, template_span
-from .resolve import RuleFile, RuleSetSpec, RuleSpec, resolve
+from .resolve import Numbers, RuleFile, RuleSetSpec, RuleSpec, resolve
 from .shadowing import check_shadowed
 from .templates import check_template
-from .units import DurationRangeError, parse_duration, parse_rank
+from .units import DurationRangeError, parse_duration
 from .yamlload import Node, seq
 
 PROMPT_KEYS = ("prompt", "prompt_file", "reply")
@@ -117,22 +117,22 @@ def check_template_file(rf: RuleFile, node: Node, what: str) -> Iterator[Diagnos
         yield error(p.code, f"{what}: {p.message}", file_span(target, p.line, p.needle), p.hint)
 
 
-def _rank_pair(node: Node | None) -> tuple[int | None, int | None]:
+def _rank_pair(node: Node | None, numbers: Numbers) -> tuple[int | None, int | None]:
     if node is None or not node.is_map:
         return None, None
     lo = node.get("min")
     hi = node.get("max")
-    try:
-        return (
-            parse_rank(lo.value) if lo is not None else None,
-            parse_rank(hi.value) if hi is not None else None,
-        )
-    except ValueError:
+    lo_rank = numbers.rank(lo) if lo is not None else None
+    hi_rank = numbers.rank(hi) if hi is not None else None
+    if isinstance(lo_rank, ValueError) or isinstance(hi_rank, ValueError):
         return None, None
+    return lo_rank, hi_rank
 
 
-def check_rank_range(node: Node | None, what: str) -> Iterator[Diagnostic]:
-    lo, hi = _rank_pair(node)
+def check_rank_range(
+    node: Node | None, what: str, numbers: Numbers | None = None
+) -> Iterator[Diagnostic]:
+    lo, hi = _rank_pair(node, numbers or Numbers())
     if node is not None and lo is not None and hi is not None and lo > hi:
         yield error(
             "rank-range",
@@ -141,20 +141,18 @@ def check_rank_range(node: Node | None, what: str) -> Iterator[Diagnostic]:
         )
 
 
-def _duration(node: Node | None) -> float | None:
-    if node is None:
-        return None
-    try:
-        return parse_duration(node.value)
-    except ValueError:
-        return None
+def _duration(node: Node | None, numbers: Numbers) -> float | None:
+    seconds = numbers.duration(node) if node is not None else None
+    return None if isinstance(seconds, ValueError) else seconds
 
 
-def check_media_range(when: Node | None) -> Iterator[Diagnostic]:
+def check_media_range(when: Node | None, numbers: Numbers | None = None) -> Iterator[Diagnostic]:
     media = when.get("media") if when is not None else None
     if media is None or not media.is_map:
         return
-    lo, hi = _duration(media.get("min_duration")), _duration(media.get("max_duration"))
+    numbers = numbers or Numbers()
+    lo = _duration(media.get("min_duration"), numbers)
+    hi = _duration(media.get("max_duration"), numbers)
     if lo is not None and hi is not None and lo > hi:
         yield error(
             "duration-range",
@@ -176,21 +174,27 @@ def _duration_nodes(rule: Node) -> Iterator[Node]:
             yield node
 
 
-def check_durations(nodes: Iterable[Node]) -> Iterator[Diagnostic]:
-    """A duration the schema accepts in form but too long to compute with."""
+def check_durations(nodes: Iterable[Node], numbers: Numbers | None = None) -> Iterator[Diagnostic]:
+    """A duration the schema accepts in form but too long to compute with.
+
+    ``numbers``: the load's parsed durations (``resolve.Numbers``), so a node
+    resolve already parsed is not parsed again.
+    """
+    numbers = numbers or Numbers()
     for node in nodes:
         if out_of_range(node.value):
             continue  # number-range says so (numbers.check_ranges)
-        try:
-            parse_duration(node.value)
-        except DurationRangeError as exc:
-            yield error("bad-duration", str(exc), node.span, "a cooldown of days is plenty")
-        except ValueError:
-            pass  # not a duration at all: the schema says so
+        seconds = numbers.duration(node)
+        if isinstance(seconds, DurationRangeError):
+            yield error("bad-duration", str(seconds), node.span, "a cooldown of days is plenty")
+        # any other ValueError: not a duration at all, the schema says so
 
 
-def check_rule(spec: RuleSpec, chains: Mapping[str, object] | None) -> Iterator[Diagnostic]:
+def check_rule(
+    spec: RuleSpec, chains: Mapping[str, object] | None, numbers: Numbers | None = None
+) -> Iterator[Diagnostic]:
     rf, rule = spec.file, spec.node
+    numbers = numbers or Numbers()
     rid = rule.get("id")
     name = rid.value if rid is not None else "?"
     present = [k for k in PROMPT_KEYS if k in rule.value]
@@ -235,11 +239,11 @@ def check_rule(spec: RuleSpec, chains: Mapping[str, object] | None) -> Iterator[
                         pat.span,
                         hint,
                     )
-    yield from check_durations(_duration_nodes(rule))
+    yield from check_durations(_duration_nodes(rule), numbers)
     when = rule.get("when")
     if when is not None and when.is_map:
-        yield from check_rank_range(when.get("rank"), f"when.rank of rule {name!r}")
-        yield from check_media_range(when)
+        yield from check_rank_range(when.get("rank"), f"when.rank of rule {name!r}", numbers)
+        yield from check_media_range(when, numbers)
     if chains is not None and "reply" not in rule.value:
         chain = spec.get("chain")
         chain_name = chain.value if chain is not None else "default"
@@ -260,9 +264,13 @@ def check_rule(spec: RuleSpec, chains: Mapping[str, object] | None) -> Iterator[
 
 
 def check_rule_file(
-    rf: RuleFile, rules: Iterable[RuleSpec], chains: Mapping[str, object] | None
+    rf: RuleFile,
+    rules: Iterable[RuleSpec],
+    chains: Mapping[str, object] | None,
+    numbers: Numbers | None = None,
 ) -> Iterator[Diagnostic]:
     """The checks of one file; ``rules`` are its resolved rules, in file order."""
+    numbers = numbers or Numbers()
     persona = rf.root.get("persona")
     if persona is not None and persona.is_map:
         sp = persona.get("system_prompt")
@@ -278,24 +286,24 @@ def check_rule_file(
         if spf is not None and isinstance(spf.value, str):
             yield from check_template_file(rf, spf, "persona system_prompt_file")
     for i, entry in enumerate(seq(rf.root.get("ranks"))):
-        yield from check_rank_range(entry, f"ranks[{i}]")
+        yield from check_rank_range(entry, f"ranks[{i}]", numbers)
     defaults = rf.defaults
     if defaults is not None:
         fb = defaults.get("fallback_reply")
         if fb is not None:
             yield from check_template_node(fb, "defaults.fallback_reply")
-        yield from check_durations(_duration_nodes(defaults))
+        yield from check_durations(_duration_nodes(defaults), numbers)
         when = defaults.get("when")
         if when is not None and when.is_map:
-            yield from check_rank_range(when.get("rank"), "defaults.when.rank")
+            yield from check_rank_range(when.get("rank"), "defaults.when.rank", numbers)
     limits = rf.root.get("limits")
     for part in ("global", "user"):
         budget = limits.get(part) if limits is not None else None
         cooldown = budget.get("cooldown") if budget is not None else None
         if cooldown is not None:
-            yield from check_durations([cooldown])
+            yield from check_durations([cooldown], numbers)
     for spec in rules:
-        yield from check_rule(spec, chains)
+        yield from check_rule(spec, chains, numbers)
 
 
 # --- checks across the whole rule set ------------------------------------------
@@ -404,7 +412,8 @@ def check_rule_set(
     by_node = {id(r.node): r for r in spec.rules}
     out: list[Diagnostic] = []
     for rf in files:
-        out.extend(check_rule_file(rf, [by_node[id(n)] for n in rf.rules], chains))
+        rules = [by_node[id(n)] for n in rf.rules]
+        out.extend(check_rule_file(rf, rules, chains, spec.numbers))
     out.extend(check_duplicate_ids(files))
     out.extend(check_pattern_budget(files))
     out.extend(_once_per_set(files, "persona", None, "duplicate-persona", "the persona"))

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .patterns import compile_set, mention_pattern, word_pattern
-from .resolve import MERGED_MAPPINGS, RuleFile, RuleSetSpec, resolve
+from .resolve import MERGED_MAPPINGS, Numbers, RuleFile, RuleSetSpec, resolve
 from .ruleset import (
     WINDOWS,
     Budget,
@@ -30,7 +30,6 @@ from .ruleset import (
     RuleSet,
 )
 from .templates import CompiledTemplate, compile_template
-from .units import parse_duration, parse_rank
 from .yamlload import Node
 
 __all__ = ["MERGED_MAPPINGS", "compile_rules", "digest_of"]
@@ -52,17 +51,30 @@ class _Patterns:
         return i
 
 
-def _budget(doc: Mapping[str, Any] | None) -> Budget:
-    if not doc:
+def _budget(node: Node | None, numbers: Numbers) -> Budget:
+    if node is None or not node.value:
         return Budget()
+    doc = node.plain()
+    cooldown = node.get("cooldown")
     return Budget(
-        cooldown=parse_duration(doc.get("cooldown", 0)),
+        cooldown=_parsed(numbers.duration(cooldown)) if cooldown is not None else 0.0,
         windows={w: int(doc[w]) for w in WINDOWS if w in doc},
     )
 
 
-def _rank(value: Any) -> int | None:
-    return None if value is None else parse_rank(value)
+def _parsed(value: float | ValueError) -> float:
+    if isinstance(value, ValueError):  # the checks reported it; compile never sees one
+        raise value
+    return value
+
+
+def _rank(node: Node | None, numbers: Numbers) -> int | None:
+    if node is None:
+        return None
+    rank = numbers.rank(node)
+    if isinstance(rank, ValueError):
+        raise rank
+    return rank
 
 
 def _template_file(rf: RuleFile, node: Node) -> CompiledTemplate:
@@ -184,22 +196,22 @@ def compile_rules(
             candidates.setdefault(r.on, {}).setdefault(p, []).append(r.index)
 
     ranks_node = spec.first("ranks")
-    ranks = ranks_node.plain() if ranks_node is not None else []
+    numbers = spec.numbers
     ruleset = RuleSet(
         rules=tuple(rules),
         patterns=tuple(pats.items),
         persona=persona,
         ranks=tuple(
             RankMultiplier(
-                _rank(e.get("min")),
-                _rank(e.get("max")),
-                float(e.get("cooldown", 1.0)),
-                float(e.get("limit", 1.0)),
+                _rank(e.get("min"), numbers),
+                _rank(e.get("max"), numbers),
+                float(e.plain().get("cooldown", 1.0)),
+                float(e.plain().get("limit", 1.0)),
             )
-            for e in ranks
+            for e in (ranks_node.value if ranks_node is not None else [])
         ),
-        global_budget=_budget(_limits_part(spec, "global")),
-        user_budget=_budget(_limits_part(spec, "user")),
+        global_budget=_budget(_limits_part(spec, "global"), numbers),
+        user_budget=_budget(_limits_part(spec, "user"), numbers),
         bot_name=bot_name,
         files=tuple(rf.path for rf in spec.files),
         digest=digest,
@@ -215,9 +227,9 @@ def compile_rules(
     return ruleset
 
 
-def _limits_part(spec: RuleSetSpec, part: str) -> Any:
+def _limits_part(spec: RuleSetSpec, part: str) -> Node | None:
     found = spec.first_with("limits", part)
-    return found[1].plain() if found is not None else None
+    return found[1] if found is not None else None
 
 
 def digest_of(contents: Mapping[str, bytes]) -> str:

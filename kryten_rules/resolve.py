@@ -50,6 +50,43 @@ class RuleFile:
         return node if node is not None and node.is_map else None
 
 
+class Numbers:
+    """Durations and ranks of one load, each node parsed once.
+
+    Resolve parses every duration and rank it reads here, and the checks ask
+    the same object for the same nodes (a ``defaults`` cooldown that 1,000
+    rules inherit is still parsed once). A failure is kept as the
+    ``ValueError`` the parse raised, for the checks to report.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        # id(node) -> (node, result): the node is kept so that its id stays its own
+        self._seen: dict[int, tuple[Node, float | int | ValueError]] = {}
+
+    def _parsed(self, node: Node, parse: Any) -> float | int | ValueError:
+        hit = self._seen.get(id(node))
+        if hit is not None and hit[0] is node:
+            return hit[1]
+        result: float | int | ValueError
+        try:
+            result = parse(node.value)
+        except ValueError as exc:
+            result = exc
+        self._seen[id(node)] = (node, result)
+        return result
+
+    def duration(self, node: Node) -> float | ValueError:
+        """Seconds, or why ``node`` is not a duration (``DurationRangeError``: too long)."""
+        return self._parsed(node, parse_duration)
+
+    def rank(self, node: Node) -> int | ValueError:
+        result = self._parsed(node, parse_rank)
+        assert not isinstance(result, float)
+        return result
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
     """One rule as it means: defaults merged, numbers parsed, its place fixed.
@@ -95,6 +132,7 @@ class RuleSetSpec:
 
     files: tuple[RuleFile, ...]
     rules: tuple[RuleSpec, ...]
+    numbers: Numbers = field(default_factory=Numbers, compare=False, repr=False)
 
     def first(self, key: str) -> Node | None:
         """A rule-set-wide key (``persona``, ``ranks``, ``limits``), from the first file with it."""
@@ -139,25 +177,17 @@ def _int(node: Node | None, default: int) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else default
 
 
-def _duration(node: Node | None) -> float | None:
-    if node is None:
-        return None
-    try:
-        return parse_duration(node.value)
-    except (ValueError, TypeError):
-        return None
+def _spec(
+    rf: RuleFile, rule: Node, defaults: Node | None, staged: int, numbers: Numbers
+) -> RuleSpec:
+    def _duration(node: Node | None) -> float | None:
+        seconds = numbers.duration(node) if node is not None else None
+        return None if isinstance(seconds, ValueError) else seconds
 
+    def _rank(node: Node | None) -> int | None:
+        rank = numbers.rank(node) if node is not None else None
+        return None if isinstance(rank, ValueError) else rank
 
-def _rank(node: Node | None) -> int | None:
-    if node is None:
-        return None
-    try:
-        return parse_rank(node.value)
-    except (ValueError, TypeError):
-        return None
-
-
-def _spec(rf: RuleFile, rule: Node, defaults: Node | None, staged: int) -> RuleSpec:
     fields = merge_fields(rule, defaults)
     rid = fields.get("id")
     on = fields.get("on")
@@ -198,14 +228,15 @@ def resolve(files: list[RuleFile]) -> RuleSetSpec:
     Evaluation order is by priority, highest first; ties keep file order (the
     files in the order ``load.discover`` found them, the rules as written).
     """
+    numbers = Numbers()
     staged: list[RuleSpec] = []
     for rf in files:
         defaults = rf.defaults
         for rule in rf.rules:
-            staged.append(_spec(rf, rule, defaults, len(staged)))
+            staged.append(_spec(rf, rule, defaults, len(staged), numbers))
     staged.sort(key=lambda s: (-s.priority, s.index))
     rules = tuple(_at(s, i) for i, s in enumerate(staged))
-    return RuleSetSpec(files=tuple(files), rules=rules)
+    return RuleSetSpec(files=tuple(files), rules=rules, numbers=numbers)
 
 
 def _at(spec: RuleSpec, index: int) -> RuleSpec:
@@ -229,4 +260,12 @@ def _at(spec: RuleSpec, index: int) -> RuleSpec:
     )
 
 
-__all__ = ["MERGED_MAPPINGS", "RuleFile", "RuleSetSpec", "RuleSpec", "merge_fields", "resolve"]
+__all__ = [
+    "MERGED_MAPPINGS",
+    "Numbers",
+    "RuleFile",
+    "RuleSetSpec",
+    "RuleSpec",
+    "merge_fields",
+    "resolve",
+]

@@ -121,3 +121,36 @@ def test_a_good_swap_after_a_failed_one_installs_everything(tmp_path: Path) -> N
     engine.swap(renamed)
     assert engine.ruleset is renamed
     assert engine.evaluate(hello()).fired == "renamed"
+
+
+def test_a_duration_is_parsed_once_per_load_however_many_rules_inherit_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolve parses each duration node once; the checks and compile read that result."""
+    from kryten_rules import resolve as resolve_module
+
+    seen: list[object] = []
+    parse = resolve_module.parse_duration
+
+    def counted(value: object) -> float:
+        seen.append(value)
+        return parse(value)
+
+    monkeypatch.setattr(resolve_module, "parse_duration", counted)
+    rules = "".join(
+        f"  - id: r{i}\n    match: {{any: [w{i}]}}\n    reply: hi\n" for i in range(20)
+    )
+    path = tmp_path / "rules" / "many.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "kryten_rules: 1\ndefaults:\n  cooldown: {rule: 30s}\n"
+        "limits:\n  user: {cooldown: 45s}\nrules:\n" + rules + "  - id: own\n"
+        "    match: {any: [x]}\n    cooldown: {user: 9s}\n    when: {media: {min_duration: 5m}}\n"
+        "    reply: hi\n"
+    )
+    rs = load_ruleset(path)
+    assert sorted(map(str, seen)) == ["30s", "45s", "5m", "9s"]
+    assert rs.by_id["r0"].cooldowns == {"rule": 30.0}
+    assert rs.by_id["own"].cooldowns == {"rule": 30.0, "user": 9.0}
+    assert rs.user_budget.cooldown == 45.0
+    assert rs.by_id["own"].media is not None and rs.by_id["own"].media.min_duration == 300.0
