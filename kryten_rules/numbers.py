@@ -49,7 +49,7 @@ def number_problem(value: object, text: str, span: Span) -> Diagnostic | None:
         if _NON_FINITE.match(text.strip()):
             return error(
                 "bad-number",
-                f"{text.strip()!r} is not a number a rule file can use (NaN or infinity)",
+                f"{text.strip()!r} is not a finite number: NaN and infinity cannot be used",
                 span,
                 "write a finite number; to mean 'no limit', leave the key out",
             )
