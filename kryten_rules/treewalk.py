@@ -18,8 +18,10 @@ MAX_DEPTH = 32  # directory levels below the root; rule trees are two or three d
 def files_under(root: Path, max_depth: int = MAX_DEPTH) -> tuple[list[Path], Path | None]:
     """Every non-directory entry below ``root``, and the first directory too deep to read.
 
-    Unreadable directories are skipped, as ``rglob`` skips them. The order is
-    the file system's: callers sort.
+    Unreadable directories are skipped, as ``rglob`` skips them, and so are
+    hidden entries (a name starting with a dot), as linters skip them: a
+    project's ``.github/`` workflows are YAML, not rules. The order is the file
+    system's: callers sort.
     """
     files: list[Path] = []
     too_deep: Path | None = None
@@ -32,6 +34,8 @@ def files_under(root: Path, max_depth: int = MAX_DEPTH) -> tuple[list[Path], Pat
         except OSError:
             continue
         for entry in entries:
+            if entry.name.startswith("."):  # .git, .github, editors' files: never rules
+                continue
             path = folder / entry.name
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)

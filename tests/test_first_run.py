@@ -98,6 +98,10 @@ def test_init_writes_a_project_that_validates_and_passes_its_tests(
     result = _invoke("test", "tests/")
     assert result.exit_code == 0, result.output
     assert "0 failed" in result.output
+    # the whole project too: its .github workflow is YAML, but hidden, and not a rule file
+    assert _invoke("validate", ".").exit_code == 0
+    result = _invoke("test", ".")
+    assert result.exit_code == 0, result.output
 
 
 def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path) -> None:
