@@ -141,7 +141,7 @@ def heavy_rules() -> str:
 async def reload_started(bot: Bot) -> None:
     """Until the bot holds its reload lock: a reload is in progress."""
     deadline = time.monotonic() + WAIT
-    while not bot._reload_lock.locked():
+    while not bot.rules.reloading:
         assert time.monotonic() < deadline, "the reload never started"
         await asyncio.sleep(0.005)
 

@@ -137,7 +137,8 @@ class ChatClient:
 
     async def publish(self, event_name: str, payload: dict[str, Any]) -> None:
         data = envelope(event_name, payload, channel=self.channel, domain=self.domain)
-        await self.bot.nc.publish(event_subject(self.channel, event_name), data)
+        assert self.bot.bus is not None
+        await self.bot.bus.publish(event_subject(self.channel, event_name), data)
 
     async def line(self, text: str) -> bool:
         """Handle one typed line; False when the user wants to quit."""
@@ -208,7 +209,7 @@ class ChatClient:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pacer = self.bot.pacer
-            if self.bot._pending == 0 and (pacer is None or pacer.pending == 0):
+            if self.bot.replies.pending == 0 and (pacer is None or pacer.pending == 0):
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.3)
@@ -258,7 +259,8 @@ async def run_chat(
     await bot.start()
     client = ChatClient(bot, user=user, rank=rank, interactive=interactive and script is None)
     client_box.append(client)
-    await bot.nc.subscribe(COMMAND_SUBJECT, cb=client._on_command)
+    assert bot.bus is not None
+    await bot.bus.subscribe(COMMAND_SUBJECT, client._on_command)
     await client.publish("addUser", {"name": user, "rank": rank, "meta": {}, "profile": {}})
     if not quiet:
         client.say(banner(config, bot.safe_url, user, rank))

@@ -1,0 +1,170 @@
+"""Commands, lifecycle and health: how the service answers the ecosystem.
+
+* ``kryten.rules.command`` requests (``system.ping``, ``system.health``,
+  ``rules.status``, ``rules.reload``, ``rules.explain``): :meth:`Control.command`
+  gives a successful reply's data or raises; :meth:`Control.on_command` wraps
+  it in the ``{service, command, success, data|error}`` envelope. A new command
+  is one more branch in :meth:`Control.command` (and a line in docs/operator.md).
+* Lifecycle events ``kryten.lifecycle.rules.{startup,heartbeat,shutdown}``, and
+  the startup event again in answer to a discovery poll.
+* Health (``/health`` and ``system.health``): ``degraded`` while NATS is down
+  or kryten-robot's latest answer was not a confirmation.
+
+Everything goes out through the bot's :class:`~.bus.Bus`; replies are masked
+(credentials never leave in a payload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..explain import explain_event_isolated
+from ..redact import mask_credentials
+from ..units import parse_rank
+from .bus import Message
+
+if TYPE_CHECKING:
+    from .bot import Bot
+
+SERVICE = "rules"
+RULES_COMMAND_SUBJECT = "kryten.rules.command"
+DISCOVERY_SUBJECT = "kryten.service.discovery.poll"
+
+
+def lifecycle_subject(event: str) -> str:
+    return f"kryten.lifecycle.{SERVICE}.{event}"
+
+
+class Control:
+    """The service's answers; reads the running :class:`~.bot.Bot`'s parts."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def lifecycle_payload(self) -> dict[str, Any]:
+        bot = self.bot
+        return {
+            "service": SERVICE,
+            "version": __version__,
+            "hostname": socket.gethostname(),
+            "timestamp": datetime.now(UTC).isoformat(),
+            "uptime_seconds": round(bot.clock.now() - bot.started_at, 3),
+            "metadata": {
+                "channel": bot.config.cytube.channel,
+                "rules": len(bot.ruleset.rules) if bot.engine else 0,
+                "dry_run": bot.dry_run,
+            },
+        }
+
+    async def publish_lifecycle(self, event: str) -> None:
+        bus = self.bot.bus
+        assert bus is not None
+        payload = mask_credentials(json.dumps(self.lifecycle_payload()))
+        await bus.publish(lifecycle_subject(event), payload.encode())
+
+    async def heartbeat(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            bus = self.bot.bus
+            if bus is not None and bus.connected:
+                with contextlib.suppress(Exception):
+                    await self.publish_lifecycle("heartbeat")
+
+    async def on_discovery(self, msg: Message) -> None:
+        with contextlib.suppress(Exception):
+            await self.publish_lifecycle("startup")
+
+    # --- health ---------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``degraded`` also while kryten-robot's latest answer was not a confirmation:
+        the bot is mute then, and ``last_send_failure`` says why and what to check."""
+        bot = self.bot
+        robot = bot.robot
+        connected = bool(bot.bus is not None and bot.bus.connected)
+        ok = connected and bot.engine is not None and not robot.failing
+        return {
+            # also degraded while the last reload failed: the running rules are
+            # then not what the files say
+            "status": "ok" if ok and not bot.rules.reload_failed else "degraded",
+            "last_reload": bot.rules.health(),
+            "service": SERVICE,
+            "version": __version__,
+            "nats_connected": connected,
+            "nats_url": bot.safe_url,
+            "rules": len(bot.ruleset.rules) if bot.engine else 0,
+            "uptime_seconds": round(bot.clock.now() - bot.started_at, 3),
+            "replies_in_progress": bot.replies.pending,
+            "send_queue": bot.pacer.pending if bot.pacer else 0,
+            "sending": "failing" if robot.failing else "ok",
+            "send_failures": robot.failures,
+            "last_send_failure": robot.last_failure,
+            "dry_run": bot.dry_run,
+        }
+
+    # --- commands -------------------------------------------------------------------
+
+    async def command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One ``kryten.rules.command`` request; the data of a successful reply."""
+        bot = self.bot
+        if name == "system.ping":
+            return {"pong": True, "service": SERVICE, "version": __version__}
+        if name == "system.health":
+            return self.health()
+        if name == "rules.status":
+            return bot.rules.status()
+        if name == "rules.reload":
+            return await bot.reload("command")
+        if name == "rules.explain":
+            text = args.get("text")
+            if not isinstance(text, str):
+                raise ValueError("args.text (the chat line) is required")
+            media = args.get("media")
+            assert bot.renderer is not None
+            return await explain_event_isolated(
+                bot.ruleset,
+                text,
+                bot.renderer,
+                user=str(args.get("user", "someone")),
+                rank=parse_rank(args.get("rank", 1)),
+                kind=str(args.get("on", "chatmsg")),
+                media_title=media if isinstance(media, str) else None,
+                media_duration=float(args.get("media_duration", 5400)),
+                channel=bot.config.cytube.channel,
+            )
+        raise ValueError(f"unknown command {name!r}")
+
+    async def on_command(self, msg: Message) -> None:
+        # nats-py awaits a subscription's callbacks one after another: answered
+        # inline, a `rules.reload` would hold every later command (a ping) behind it.
+        self.bot._spawn(self._answer(msg), "command")
+
+    async def _answer(self, msg: Message) -> None:
+        name = "?"
+        try:
+            req = json.loads(msg.data)
+            if not isinstance(req, dict):
+                raise ValueError("the request must be a JSON object")
+            name = str(req.get("command", ""))
+            args = req.get("args") or {}
+            if not isinstance(args, dict):
+                raise ValueError("args must be an object")
+            reply = {
+                "service": SERVICE,
+                "command": name,
+                "success": True,
+                "data": await self.command(name, args),
+            }
+        except Exception as exc:
+            reply = {"service": SERVICE, "command": name, "success": False, "error": str(exc)}
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(mask_credentials(json.dumps(reply, default=str)).encode())

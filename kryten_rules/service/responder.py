@@ -1,0 +1,124 @@
+"""A fired decision becomes a reply plan: render, chain, clean, fallback.
+
+:meth:`Responder.plan` renders the rule's templates in the render pool, runs
+the model chain when the rule has a prompt (not in ``mode: shadow``), cleans
+and splits the reply, and falls back to ``fallback_reply`` when the model
+failed or its reply cleaned down to nothing. The result is a
+:class:`ReplyPlan`: the message parts, where they go, and what the response
+log needs. Nothing here knows NATS, the pacer or the robot; the reply task
+(``replies.py``) hands the parts on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from ..config import ServiceConfig
+from ..engine import Decision
+from ..events import ChatEvent
+from ..llm import ChainRunner
+from ..llm.chain import ChainResult
+from ..output import prepare_reply
+from ..prompts import render_isolated
+from ..quietlog import QuietLog
+from ..renderworker import RenderPool
+from ..ruleset import RuleSet
+from .metrics import Metrics
+from .outcome import PartOutcomes
+
+log = logging.getLogger("kryten_rules.service")
+
+
+@dataclass(slots=True)
+class ReplyPlan:
+    """A reply made ready: what the response log needs, and its parts' outcomes."""
+
+    prompt_hash: str | None
+    result: ChainResult | None
+    parts: list[str]
+    via: str
+    sends: PartOutcomes | None = None  # None: nothing handed to the pacer
+    error: str | None = None
+    outcome: str | None = None  # known without sending ("error")
+
+
+def reply_via(respond_via: str, event: ChatEvent) -> str:
+    """``chat`` or ``pm``: ``same`` answers a PM by PM, anything else in chat."""
+    if respond_via == "same":
+        return "pm" if event.kind == "pm" else "chat"
+    return respond_via
+
+
+class Responder:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        chains: ChainRunner,
+        renderer: RenderPool,
+        metrics: Metrics,
+        quiet: QuietLog | None = None,
+    ) -> None:
+        self.config = config
+        self.chains = chains
+        self.renderer = renderer
+        self.metrics = metrics
+        self._quiet = quiet or QuietLog(log)
+
+    async def plan(self, decision: Decision, ruleset: RuleSet) -> ReplyPlan:
+        """The reply to a fired decision; a failure is a plan with ``outcome="error"``."""
+        rule = decision.rule
+        assert rule is not None
+        result: ChainResult | None = None
+        try:
+            rendered = await render_isolated(decision, ruleset, self.renderer)
+            text = rendered.reply
+            if rendered.messages is not None and not decision.shadow:
+                result = await self.chains.run(rule.chain, rendered.messages)
+                self._count(result)
+                text = result.text if result.ok else rendered.fallback
+            names = [ruleset.persona.name] if ruleset.persona else []
+            names += [self.config.bot_name] if self.config.bot_name else []
+            parts = await self.clean(text, names, rule.max_parts)
+            error = rendered.error
+            if not parts and text is not None:
+                # All markup, filler or labels: saying nothing would look like a dead
+                # bot, so this is answered as a failed model call is.
+                error = error or "the reply was empty after cleaning"
+                if rendered.fallback is not None and rendered.fallback != text:
+                    parts = await self.clean(rendered.fallback, names, rule.max_parts)
+                    if parts:
+                        error += "; used fallback_reply"
+                if not parts:
+                    self.metrics.replies_dropped.labels("empty").inc()
+            via = reply_via(rule.respond_via, decision.event)
+            return ReplyPlan(rendered.prompt_hash, result, parts, via, error=error)
+        except Exception as exc:
+            self._quiet.exception(
+                f"prepare:{rule.id}", "rule %s: preparing the reply failed", rule.id
+            )
+            via = reply_via(rule.respond_via, decision.event)
+            error = f"{type(exc).__name__}: {exc}"
+            return ReplyPlan(None, result, [], via, error=error[:300], outcome="error")
+
+    def _count(self, result: ChainResult) -> None:
+        for a in result.attempts:
+            self.metrics.llm_attempts.labels(a.model, a.outcome).inc()
+            if a.called:
+                self.metrics.llm_latency.labels(a.model).observe(a.latency)
+            if a.cost:
+                self.metrics.llm_cost.labels(a.model).inc(a.cost)
+
+    async def clean(self, text: str | None, names: list[str], max_parts: int) -> list[str]:
+        """Clean and split a reply in a worker thread: linear and capped, but a model
+        can still send megabytes, and the loop must keep answering meanwhile."""
+        if not text:
+            return []
+        return await asyncio.to_thread(
+            prepare_reply,
+            text,
+            persona_names=names,
+            max_length=self.config.cytube.max_message_length,
+            max_parts=max_parts,
+        )
