@@ -252,7 +252,7 @@ async def run_load(
         await asyncio.sleep(0.05)
         if len(rec.seen) != last:
             last, still = len(rec.seen), time.monotonic()
-    while bot._pending:  # replies in progress belong to this run's CPU
+    while bot.replies.pending:  # replies in progress belong to this run's CPU
         await asyncio.sleep(0.05)
     await bot.pacer.drain(10)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

@@ -277,7 +277,7 @@ async def settle(bot: Bot, client: RobotClient, events: float, timeout: float = 
         timeout,
         lambda: f"{events} events (got {events_received(bot)})",
     )
-    await wait_until(lambda: bot._pending == 0, timeout, "replies in progress")
+    await wait_until(lambda: bot.replies.pending == 0, timeout, "replies in progress")
     assert bot.pacer is not None
     await bot.pacer.drain(timeout)
     await roundtrip(bot.nc, timeout)

@@ -129,7 +129,7 @@ async def test_fixed_replies_do_not_wait_behind_model_calls(
     try:
         for i in range(MAX_PENDING_REPLIES):
             await client.chat(f"user{i}", "cynthia, hello?")
-        await wait_until(lambda: bot._pending == MAX_PENDING_REPLIES, what="model replies")
+        await wait_until(lambda: bot.replies.pending == MAX_PENDING_REPLIES, what="model replies")
         await client.chat("carol", "!ping")
         cmd = await client.next_command()
         assert cmd["args"]["message"] == "carol: pong"

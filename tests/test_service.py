@@ -693,7 +693,7 @@ async def test_stop_lets_a_reply_in_flight_finish(
     lifecycle = await client.collect(lifecycle_subject("shutdown"))
     bot = await start_bot()
     await client.chat("alice", "cynthia, take your time")
-    await wait_until(lambda: bot._pending == 1, what="the reply to start")
+    await wait_until(lambda: bot.replies.pending == 1, what="the reply to start")
     await bot.stop(grace=WAIT)
     assert (await client.next_command())["args"]["message"] == "late but sent"
     await next_on(lifecycle)

@@ -173,4 +173,4 @@ def test_a_deep_rule_tree_stops_the_service_with_exit_2(deep_rules: Path, nats_u
 def test_the_watcher_lists_a_deep_tree_without_recursion(deep_rules: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path, nats_url="nats://127.0.0.1:1", api_base="http://127.0.0.1:9/v1")
     bot = Bot(replace(load_config(cfg), rules=(deep_rules,)), watch_interval=None)
-    assert deep_rules / "main.yaml" in bot._watched_paths()
+    assert deep_rules / "main.yaml" in bot.rules.watched_paths()

@@ -30,28 +30,20 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..clock import Clock, SystemClock
 from ..config import ChainConfig, ServiceConfig
 from ..engine import Decision, Engine
-from ..intake import Ignored, IgnoreReason, Intake
+from ..intake import Intake
 from ..llm import ChainRunner, check_api_keys
 from ..quietlog import QuietLog
 from ..redact import mask_credentials
 from ..renderworker import RenderPool, RenderWorkerError
 from ..ruleset import RuleSet
-from ..wire import (
-    MalformedEvent,
-    decode_message,
-    parse_userlist_kv,
-    rank_changes,
-    subscribe_subject,
-    userlist_bucket,
-)
-from .bus import Bus, ConnectStopped, Message, NatsBus, Subscription, connect_nats
+from ..wire import parse_userlist_kv, subscribe_subject, userlist_bucket
+from .bus import Bus, ConnectStopped, NatsBus, Subscription, connect_nats
 from .control import (
     DISCOVERY_SUBJECT,
     RULES_COMMAND_SUBJECT,
@@ -60,6 +52,7 @@ from .control import (
     lifecycle_subject,
 )
 from .embedded import EmbeddedNats, EmbeddedNatsError
+from .inlet import Inlet
 from .metrics import HttpEndpoint, Metrics
 from .pacing import Pacer
 from .replies import FIXED_CONCURRENCY, MAX_PENDING_FIXED, MAX_PENDING_REPLIES, Replies
@@ -140,7 +133,6 @@ class Bot:
         self.started_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
-        self._history_logged = -1e9
         self.intake = Intake(
             bot_name=config.bot_name,
             ignore_users=config.ignore_users,
@@ -163,6 +155,15 @@ class Bot:
         )
         self.rules = RuleManager(config, self.metrics, self._publish_if_connected)
         self.control = Control(self)
+        self.inlet = Inlet(
+            intake=self.intake,
+            engine=lambda: self.rules.engine,
+            replies=self.replies,
+            clock=self.clock,
+            metrics=self.metrics,
+            quiet=self._quiet,
+            on_decision=on_decision,
+        )
         self._subs: list[Subscription] = []
         self._watcher: FileWatcher | None = None
 
@@ -180,10 +181,6 @@ class Bot:
     def nc(self) -> Any:
         """The nats-py connection, when the bus is NATS (tests reach for it)."""
         return self.bus.nc if isinstance(self.bus, NatsBus) else None
-
-    @property
-    def _pending(self) -> int:
-        return self.replies.pending
 
     @property
     def url(self) -> str:
@@ -353,8 +350,9 @@ class Bot:
     async def _subscribe(self) -> None:
         bus = self.bus
         assert bus is not None
+        events = subscribe_subject(self.config.cytube.channel)
         self._subs = [
-            await bus.subscribe(subscribe_subject(self.config.cytube.channel), self._on_event),
+            await bus.subscribe(events, self.inlet.on_message),
             await bus.subscribe(RULES_COMMAND_SUBJECT, self.control.on_command),
             await bus.subscribe(DISCOVERY_SUBJECT, self.control.on_discovery),
         ]
@@ -427,9 +425,6 @@ class Bot:
 
     # --- what the other parts answer ---------------------------------------------------
 
-    def _watched_paths(self) -> list[Path]:
-        return self.rules.watched_paths()
-
     async def reload(self, reason: str = "request") -> dict[str, Any]:
         """Load and check the rule files in full; swap only a clean, changed set."""
         return await self.rules.reload(reason)
@@ -444,65 +439,6 @@ class Bot:
         """One ``kryten.rules.command`` request; the data of a successful reply."""
         return await self.control.command(name, args)
 
-    # --- events -----------------------------------------------------------------------
-
-    def _log_malformed(self, reason: str) -> None:
-        self.metrics.malformed.labels(reason).inc()
-        self._quiet.warning(f"malformed:{reason}", "skipped a malformed event: %s", reason)
-
-    def _note_ignored(self, ignored: Ignored) -> None:
-        """Count an event the intake left out; say so once a minute for replayed history,
-        the one reason that can hide live lines (clocks further apart than the slack)."""
-        self.metrics.ignored.labels(ignored.reason).inc()
-        if ignored.reason != IgnoreReason.HISTORY:
-            return
-        now = time.monotonic()
-        if now - self._history_logged > 60:
-            self._history_logged = now
-            log.info(
-                "ignored CyTube's replayed history (%s); repeats are counted, not logged, for a "
-                "minute. Outside a robot (re)join, check this host's clock or history_slack",
-                ignored.detail,
-            )
-
-    async def _on_event(self, msg: Message) -> None:
-        try:
-            self.handle(msg.subject, msg.data)
-        except Exception:  # a bug of ours must not stop the subscription
-            self._quiet.exception("handle", "event on %s could not be handled", msg.subject)
-
     def handle(self, subject: str, data: bytes) -> Decision | None:
         """Decode, filter and decide one event; start the reply if a rule fired."""
-        t0 = time.perf_counter()
-        try:
-            decoded = decode_message(subject, data)
-        except MalformedEvent as exc:
-            self._log_malformed(exc.reason)
-            return None
-        if decoded is None:
-            return None
-        self.metrics.events.labels(decoded.event_name).inc()
-        engine = self.engine
-        assert engine is not None
-        engine.apply_ranks(rank_changes(decoded.event))
-        now = self.clock.now()
-        chat = self.intake.admit(decoded, now)
-        if chat is None:
-            return None
-        if isinstance(chat, Ignored):
-            self._note_ignored(chat)
-            return None
-        # decided without spending: only an admitted reply spends its cooldown and budget
-        decision = engine.evaluate(replace(chat, at=now), commit=False)
-        self.metrics.decision_latency.observe(time.perf_counter() - t0)
-        if decision.ignored:
-            self.metrics.ignored.labels(decision.ignored).inc()
-            return decision
-        for t in decision.trace:
-            if t.reason != "no_match":
-                self.metrics.decisions.labels(t.rule, t.outcome, t.reason or "").inc()
-        if self.on_decision is not None:
-            self.on_decision(decision)
-        if decision.fired is not None:
-            self.replies.dispatch(decision, engine)
-        return decision
+        return self.inlet.handle(subject, data)

@@ -1,0 +1,111 @@
+"""Bus in -> intake -> engine: one event, decided synchronously.
+
+:meth:`Inlet.handle` decodes a message (``wire.py``), applies the rank
+changes it carries, lets the intake (``intake.py``) leave out what is not
+for the rules (``Ignored(reason)``: the bot itself, ignored users, CyTube's
+replayed history, ...), and evaluates the rest without spending; a fired
+decision goes to :meth:`Replies.dispatch`, which spends it only if it is
+admitted. Everything here runs in the bus callback and takes microseconds:
+decisions never wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from ..clock import Clock
+from ..engine import Decision, Engine
+from ..intake import Ignored, IgnoreReason, Intake
+from ..quietlog import QuietLog
+from ..wire import MalformedEvent, decode_message, rank_changes
+from .bus import Message
+from .metrics import Metrics
+from .replies import Replies
+
+log = logging.getLogger("kryten_rules.service")
+
+
+class Inlet:
+    def __init__(
+        self,
+        *,
+        intake: Intake,
+        engine: Callable[[], Engine | None],
+        replies: Replies,
+        clock: Clock,
+        metrics: Metrics,
+        quiet: QuietLog,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.intake = intake
+        self._engine = engine
+        self.replies = replies
+        self.clock = clock
+        self.metrics = metrics
+        self._quiet = quiet
+        self.on_decision = on_decision
+        self._history_logged = -1e9
+
+    async def on_message(self, msg: Message) -> None:
+        try:
+            self.handle(msg.subject, msg.data)
+        except Exception:  # a bug of ours must not stop the subscription
+            self._quiet.exception("handle", "event on %s could not be handled", msg.subject)
+
+    def handle(self, subject: str, data: bytes) -> Decision | None:
+        """Decode, filter and decide one event; start the reply if a rule fired."""
+        t0 = time.perf_counter()
+        try:
+            decoded = decode_message(subject, data)
+        except MalformedEvent as exc:
+            self._log_malformed(exc.reason)
+            return None
+        if decoded is None:
+            return None
+        self.metrics.events.labels(decoded.event_name).inc()
+        engine = self._engine()
+        assert engine is not None
+        engine.apply_ranks(rank_changes(decoded.event))
+        now = self.clock.now()
+        chat = self.intake.admit(decoded, now)
+        if chat is None:
+            return None
+        if isinstance(chat, Ignored):
+            self._note_ignored(chat)
+            return None
+        # decided without spending: only an admitted reply spends its cooldown and budget
+        decision = engine.evaluate(replace(chat, at=now), commit=False)
+        self.metrics.decision_latency.observe(time.perf_counter() - t0)
+        if decision.ignored:
+            self.metrics.ignored.labels(decision.ignored).inc()
+            return decision
+        for t in decision.trace:
+            if t.reason != "no_match":
+                self.metrics.decisions.labels(t.rule, t.outcome, t.reason or "").inc()
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        if decision.fired is not None:
+            self.replies.dispatch(decision, engine)
+        return decision
+
+    def _log_malformed(self, reason: str) -> None:
+        self.metrics.malformed.labels(reason).inc()
+        self._quiet.warning(f"malformed:{reason}", "skipped a malformed event: %s", reason)
+
+    def _note_ignored(self, ignored: Ignored) -> None:
+        """Count an event the intake left out; say so once a minute for replayed history,
+        the one reason that can hide live lines (clocks further apart than the slack)."""
+        self.metrics.ignored.labels(ignored.reason).inc()
+        if ignored.reason != IgnoreReason.HISTORY:
+            return
+        now = time.monotonic()
+        if now - self._history_logged > 60:
+            self._history_logged = now
+            log.info(
+                "ignored CyTube's replayed history (%s); repeats are counted, not logged, for a "
+                "minute. Outside a robot (re)join, check this host's clock or history_slack",
+                ignored.detail,
+            )
