@@ -29,9 +29,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from collections import deque
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,16 +38,16 @@ from .events import ChatEvent, Media
 from .intake import sender_ignored
 from .patterns import normalise, strip_mention
 from .ruleset import WINDOWS, Plan, Rule, RuleSet
-from .state import MemoryStore, StateStore
+from .state import HISTORY_KEPT as HISTORY_KEPT  # the room's constants, importable here
+from .state import HISTORY_LINES as HISTORY_LINES
+from .state import MAX_KNOWN_USERS as MAX_KNOWN_USERS
+from .state import MemoryRoom, MemoryStore, StateStore
 from .trace import BLOCKED, FIRED, SKIPPED, TraceEntry
 from .units import format_duration, rank_name
 
 log = logging.getLogger(__name__)
 
-HISTORY_LINES = 20  # lines a template sees
-HISTORY_KEPT = 200  # lines kept, so a reply prepared late still sees its own 20
 MAX_TEXT = 4_000  # CyTube cuts chat at a few hundred characters; anything longer is junk
-MAX_KNOWN_USERS = 50_000
 
 STATE_FULL = "state_full"
 STATE_FULL_DETAIL = "the state store is full of running cooldowns and budgets"
@@ -123,24 +121,7 @@ class Decision:
         return f"Decision(fired={self.fired!r}, blocked={self.blocked!r}, ignored={self.ignored!r})"
 
 
-@dataclass(slots=True)
-class ChannelState:
-    """What the engine remembers about the room: ranks, the media, recent lines."""
-
-    ranks: dict[str, int] = field(default_factory=dict)
-    media: Media | None = None
-    # Recent chat lines, and how many there ever were. A decision keeps only
-    # that count (free to take on every firing) and reads its lines back when
-    # its context is built; 200 lines are kept so that stays exact even when
-    # many lines arrive before a reply is prepared.
-    history: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
-    lines: int = 0
-
-    def history_before(self, count: int) -> list[tuple[str, str]]:
-        """The last ``HISTORY_LINES`` lines that came before line number ``count``."""
-        kept = list(self.history)
-        end = len(kept) - (self.lines - count)
-        return kept[max(0, end - HISTORY_LINES) : end] if end > 0 else []
+ChannelState = MemoryRoom  # the room, as state.py keeps it (RoomState)
 
 
 class Engine:
@@ -221,14 +202,7 @@ class Engine:
     # --- room state ------------------------------------------------------------
 
     def set_rank(self, user: str, rank: int) -> None:
-        ranks = self.room.ranks
-        key = user.lower()
-        if ranks.get(key) == rank:
-            return
-        ranks.pop(key, None)
-        ranks[key] = int(rank)
-        if len(ranks) > MAX_KNOWN_USERS:  # forget whoever was updated longest ago
-            del ranks[next(iter(ranks))]
+        self.room.set_rank(user, rank)
 
     def apply_ranks(self, changes: Iterable[tuple[str, int | None]]) -> None:
         """Ranks as user events report them; ``None`` forgets the user (they left)."""
@@ -239,10 +213,10 @@ class Engine:
                 self.set_rank(name, rank)
 
     def forget_user(self, user: str) -> None:
-        self.room.ranks.pop(user.lower(), None)
+        self.room.forget_user(user)
 
     def rank_of(self, user: str) -> int:
-        return self.room.ranks.get(user.lower(), 0)
+        return self.room.rank_of(user)
 
     def set_media(self, media: Media | None) -> None:
         self.room.media = media

@@ -19,22 +19,55 @@ Two properties matter under pressure:
   Evicting the least recently used entry let a flood of fake users reset a
   real user's hourly budget.
 
-The in-memory store serves one process. A JetStream KV store would implement
-the same protocol for several instances sharing a channel.
+State beyond this process (issue #14: several instances sharing a channel
+through a JetStream KV bucket) must not put an ``await`` on the engine's hot
+path, which decides an event in microseconds. So the engine always evaluates
+against the in-memory :class:`MemoryStore`, and what lies beyond it is a
+:class:`StateBackend` with three async hooks the service calls around it:
+
+* ``load(keys)`` before the first event (and, for a shared bucket, whenever
+  it wants fresher values): entries go in with :meth:`MemoryStore.restore`;
+* ``flush(changes)`` write-behind, from a task: :meth:`MemoryStore.changes`
+  hands over every key written or dropped since the last call (a journal of
+  spent state, kept only once :meth:`MemoryStore.track_changes` is called, so
+  a store without a backend does no extra work), as plain :class:`Cooldown`
+  and :class:`Counter` values or ``None`` for a dropped key;
+* ``close()`` after the last flush at shutdown.
+
+:class:`~.service.statesync.StateSync` runs that cycle (``service/bot.py``
+wires it when a backend is given); ``service/statesync.py`` also has
+:class:`~.service.statesync.MemoryBackend`, the reference backend tests use. A KV
+backend maps a :data:`Key` to a subject-safe KV key and a value to JSON; each
+value carries its own expiry, so a bucket TTL can drop what is over.
+
+The room (ranks, the playing media, recent lines) is state too, behind
+:class:`RoomState`; :class:`MemoryRoom` is the in-process one the engine
+reads on its hot path. Ranks come from kryten-robot's user list in KV at
+start and from user events after that.
+
+(Over 400 lines: the store, the values a backend stores and the room are one
+interface, and read best together.)
 """
 
 from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import Callable, Collection, Iterable
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from .events import Media
 
 Key = tuple[str, ...]
 # Keys of these kinds belong to one rule, whose id is their last element.
 RULE_SCOPES = frozenset({"rule", "user_rule", "count_rule"})
 MAX_ENTRIES = 500_000  # a safety net far above any real channel; expiry is the real bound
 _COMPACT_AT = 64  # dropped timestamps kept in a list before it is compacted
+HISTORY_LINES = 20  # lines a template sees
+HISTORY_KEPT = 200  # lines kept, so a reply prepared late still sees its own 20
+MAX_KNOWN_USERS = 50_000
 
 
 class StateFull(RuntimeError):
@@ -148,6 +181,7 @@ class MemoryStore:
         self.maxsize = maxsize
         self._data: dict[Key, _Entry] = {}
         self._heap: list[tuple[float, Key]] = []
+        self._dirty: set[Key] | None = None  # keys changed since changes(); None: not kept
 
     # --- reading -----------------------------------------------------------------
 
@@ -186,7 +220,11 @@ class MemoryStore:
                 raise StateFull(f"the state store is full ({self.maxsize} running entries)")
             self._data[key] = _Entry(expires, value)
             heapq.heappush(self._heap, (expires, key))
+            if self._dirty is not None:
+                self._dirty.add(key)
             return
+        if self._dirty is not None:
+            self._dirty.add(key)
         entry.value = value
         entry.expires = expires
         if expires < entry.queued:  # rare: the heap must see the earlier time
@@ -235,6 +273,8 @@ class MemoryStore:
         doomed = [k for k in self._data if k[0] in RULE_SCOPES and k[-1] in ids]
         for k in doomed:
             del self._data[k]
+        if self._dirty is not None:
+            self._dirty.update(doomed)
         if doomed:
             self._heap = [(e.queued, k) for k, e in self._data.items()]
             heapq.heapify(self._heap)
@@ -244,5 +284,152 @@ class MemoryStore:
         """Drop expired entries now (they also go as new keys are stored)."""
         self._expire(self._timer())
 
+    # --- beyond this process (see the module docstring) ---------------------------
+
+    def track_changes(self) -> None:
+        """Keep a journal of changed keys from now on, for :meth:`changes`."""
+        if self._dirty is None:
+            self._dirty = set()
+
+    def changes(self) -> dict[Key, Value | None]:
+        """Every key written or dropped since the last call, as it is now
+        (``None``: gone); empties the journal. Expired keys need no flush:
+        their values carry their expiry."""
+        dirty = self._dirty
+        if not dirty:
+            return {}
+        self._dirty = set()
+        out: dict[Key, Value | None] = {}
+        for key in dirty:
+            entry = self._data.get(key)
+            if entry is None:
+                out[key] = None
+            elif isinstance(entry.value, tuple):
+                out[key] = Cooldown(entry.value[0], entry.value[1], entry.expires)
+            else:
+                t = entry.value
+                out[key] = Counter(tuple(t.times[t.head :]), t.keep, entry.expires)
+        return out
+
+    def restore(self, values: Mapping[Key, Value]) -> int:
+        """Install loaded entries (over what is here); the expired ones are left
+        out. Not journalled: they came from the backend. Returns how many went in."""
+        dirty, self._dirty = self._dirty, None
+        n = 0
+        try:
+            for key, value in values.items():
+                if value.expires <= self._timer():
+                    continue
+                if isinstance(value, Cooldown):
+                    self._put(key, value.expires, (value.fired_at, value.duration))
+                else:
+                    times = _Times(max(1, value.keep))
+                    for at in sorted(value.times):
+                        times.add(at, times.keep)
+                    self._put(key, value.expires, times)
+                n += 1
+        finally:
+            self._dirty = dirty
+        return n
+
     def __len__(self) -> int:
         return len(self._data)
+
+
+# --- values as a backend stores them -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """A running cooldown: started ``fired_at`` for ``duration`` s, kept until ``expires``."""
+
+    fired_at: float
+    duration: float
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A budget's kept timestamps (sorted, at most ``keep``), kept until ``expires``."""
+
+    times: tuple[float, ...]
+    keep: int
+    expires: float
+
+
+Value = Cooldown | Counter
+
+
+class StateBackend(Protocol):
+    """Where state lives beyond this process; see the module docstring."""
+
+    async def load(self, keys: Collection[Key] | None = None) -> dict[Key, Value]:
+        """The stored values of ``keys`` (None: all of this channel's)."""
+        ...
+
+    async def flush(self, changes: Mapping[Key, Value | None]) -> None:
+        """Store changed values; ``None`` deletes the key."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --- the room ------------------------------------------------------------------------
+
+
+class RoomState(Protocol):
+    """What is known about the channel: ranks, the playing media, recent chat lines."""
+
+    media: Media | None
+    lines: int  # chat lines there ever were (a decision keeps this count)
+
+    def rank_of(self, user: str) -> int: ...
+
+    def set_rank(self, user: str, rank: int) -> None: ...
+
+    def forget_user(self, user: str) -> None: ...
+
+    def add_line(self, user: str, text: str) -> None: ...
+
+    def history_before(self, count: int) -> list[tuple[str, str]]: ...
+
+
+@dataclass(slots=True)
+class MemoryRoom:
+    """The in-process :class:`RoomState`; the engine reads ``ranks`` and
+    ``history`` directly on its hot path."""
+
+    ranks: dict[str, int] = field(default_factory=dict)  # lower-cased name -> rank
+    media: Media | None = None
+    # Recent chat lines, and how many there ever were. A decision keeps only
+    # that count (free to take on every firing) and reads its lines back when
+    # its context is built; 200 lines are kept so that stays exact even when
+    # many lines arrive before a reply is prepared.
+    history: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
+    lines: int = 0
+
+    def rank_of(self, user: str) -> int:
+        return self.ranks.get(user.lower(), 0)
+
+    def set_rank(self, user: str, rank: int) -> None:
+        ranks = self.ranks
+        key = user.lower()
+        if ranks.get(key) == rank:
+            return
+        ranks.pop(key, None)
+        ranks[key] = int(rank)
+        if len(ranks) > MAX_KNOWN_USERS:  # forget whoever was updated longest ago
+            del ranks[next(iter(ranks))]
+
+    def forget_user(self, user: str) -> None:
+        self.ranks.pop(user.lower(), None)
+
+    def add_line(self, user: str, text: str) -> None:
+        self.history.append((user, text))
+        self.lines += 1
+
+    def history_before(self, count: int) -> list[tuple[str, str]]:
+        """The last ``HISTORY_LINES`` lines that came before line number ``count``."""
+        kept = list(self.history)
+        end = len(kept) - (self.lines - count)
+        return kept[max(0, end - HISTORY_LINES) : end] if end > 0 else []

@@ -26,13 +26,16 @@ from kryten_rules.service.bus import (
     subject_matches,
 )
 from kryten_rules.service.control import lifecycle_subject
+from kryten_rules.service.statesync import MemoryBackend
 from kryten_rules.wire import COMMAND_SUBJECT, envelope, event_subject, userlist_bucket
 from tests.nats_fixtures import (
+    BASE_RULES,
     BOT_NAME,
     CHANNEL,
     DOMAIN,
     KEY_ENV,
     KEY_VALUE,
+    Decisions,
     chat_payload,
     make_bot,
     read_jsonl,
@@ -113,6 +116,11 @@ async def settled(bot: Bot, lines: int) -> list[dict[str, Any]]:
     return read_jsonl(path)
 
 
+async def idle(bot: Bot) -> None:
+    """Until every reply in progress has its response-log line."""
+    await wait_until(lambda: bot.replies.pending == 0, what="replies in progress")
+
+
 def test_subject_wildcards() -> None:
     assert subject_matches("kryten.events.cytube.c.>", "kryten.events.cytube.c.chatmsg")
     assert not subject_matches("kryten.events.cytube.c.>", "kryten.events.cytube.c")
@@ -187,3 +195,31 @@ async def test_the_bot_does_not_answer_itself(bot: Bot, bus: MemoryBus) -> None:
     robot = await Robot(bus).attach()
     await publish(bus, "chatMsg", chat_payload(BOT_NAME, "cynthia, echo"))
     assert bot.replies.pending == 0 and robot.commands == []
+
+
+async def test_a_cooldown_outlives_a_restart_through_the_state_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+    rules = BASE_RULES.replace("max_parts: 2\n", "max_parts: 2\n    cooldown: {rule: 1h}\n", 1)
+    cfg = write_config(
+        tmp_path, nats_url="nats://unused:1", api_base="http://unused:1/v1", rules=rules
+    )
+    backend = MemoryBackend()
+    fired: list[list[str | None]] = []
+    for _ in range(2):  # the same channel, the bot restarted
+        bus = MemoryBus()
+        robot = await Robot(bus).attach()
+        decisions = Decisions()
+        b = make_bot(cfg, bus=bus, completion=Model("Hi!"), serve_http=False,
+                     state_backend=backend, on_decision=decisions)
+        await b.start()
+        try:
+            await publish(bus, "chatMsg", chat_payload("alice", "cynthia, hello"))
+            await idle(b)
+        finally:
+            await b.stop(grace=1.0)
+        fired.append(decisions.fired())
+        assert robot.says() == (["Hi!"] if len(fired) == 1 else [])
+    assert fired == [["mention"], [None]]
+    assert decisions.reasons("mention") == ["cooldown.rule"]

@@ -42,6 +42,7 @@ from ..quietlog import QuietLog
 from ..redact import mask_credentials
 from ..renderworker import RenderPool, RenderWorkerError
 from ..ruleset import RuleSet
+from ..state import MemoryStore, StateBackend
 from ..wire import parse_userlist_kv, subscribe_subject, userlist_bucket
 from .bus import Bus, ConnectStopped, NatsBus, Subscription, connect_nats
 from .control import (
@@ -60,6 +61,7 @@ from .responder import Responder
 from .responselog import ResponseLog
 from .robot import RobotSender
 from .rulemanager import MAX_LOGGED_ERRORS, RELOAD_SUBJECT, RuleManager, RulesFailed
+from .statesync import StateSync
 from .watch import FileWatcher
 
 __all__ = [
@@ -108,6 +110,7 @@ class Bot:
         on_decision: Callable[[Decision], None] | None = None,
         send_timeout: float = SEND_TIMEOUT,
         bus: Bus | None = None,
+        state_backend: StateBackend | None = None,
     ) -> None:
         self.config = config
         self.dry_run = config.dry_run if dry_run is None else dry_run
@@ -124,6 +127,8 @@ class Bot:
         self._pacing = pacing
         self.bus: Bus | None = bus  # given: used as it is (not connected, not closed here)
         self._own_bus = bus is None
+        self._state_backend = state_backend  # None: state lives in this process only
+        self.state_sync: StateSync | None = None
         self.embedded: EmbeddedNats | None = None
         self.chains: ChainRunner | None = None
         self.pacer: Pacer | None = None
@@ -236,6 +241,7 @@ class Bot:
             bot_name=self.config.bot_name,
             ignore_users=self.config.ignore_users,
         )
+        await self._load_state()
         self.chains = ChainRunner(
             self.config.models,
             self._usable_chains(),
@@ -306,6 +312,22 @@ class Bot:
             self.config.bot_name,
             " (dry run)" if self.dry_run else "",
         )
+
+    async def _load_state(self) -> None:
+        """Cooldowns and budgets from the state backend, if one is given."""
+        engine = self.engine
+        if self._state_backend is None or engine is None:
+            return
+        if not isinstance(engine.state, MemoryStore):
+            raise StartupError("a state backend needs the engine's in-memory store")
+        sync = StateSync(engine.state, self._state_backend)
+        try:
+            loaded = await sync.start()
+        except Exception as exc:
+            raise StartupError(f"cannot load the state from its backend: {exc}") from exc
+        self.state_sync = sync
+        self._spawn(sync.run(), "state-sync")
+        log.info("state: %d running cooldowns and budgets loaded", loaded)
 
     async def _prepare_llm(self) -> None:
         """Import and warm up LiteLLM off the event loop (see LiteLLMCompletion.prepare)."""
@@ -391,6 +413,11 @@ class Bot:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.renderer is not None:
             await self.renderer.close()
+        if self.state_sync is not None:
+            try:
+                await self.state_sync.close()  # what was spent last, flushed
+            except Exception as exc:
+                log.warning("state: the last flush to the backend failed: %s", exc)
         bus = self.bus
         if bus is not None and bus.connected:
             with contextlib.suppress(Exception):
