@@ -6,18 +6,22 @@ The data flows one way::
 
 * ``bus.py``: all NATS traffic (:class:`~.bus.NatsBus`, or a
   :class:`~.bus.MemoryBus` given as ``bus=`` where NATS is not the point).
-* ``intake.py`` (the package's): a decoded envelope becomes an event or an
-  ``Ignored(reason)``; then the engine decides, synchronously.
+* ``inlet.py``: decode, then ``intake.py`` (the package's) makes an event or
+  an ``Ignored(reason)``; then the engine decides, synchronously.
 * ``replies.py``: admission to a lane, spending, the reply task and its
   response-log line; ``responder.py`` turns a decision into a reply plan
   (render, chain, clean, fallback; no NATS); ``robot.py`` sends each part as
   a request kryten-robot must confirm, paced by ``pacing.py``.
 * ``rulemanager.py``: loading, reloading aside and swapping the rule set.
 * ``control.py``: commands, lifecycle events, health.
+* ``statesync.py``: cooldowns and budgets written behind to a state backend.
 
 Decisions never wait: the bus callback decodes, filters and evaluates an
 event synchronously (microseconds) and hands a fired decision to a task; LLM
 calls and pacing happen in those tasks, bounded in number.
+
+(About 450 lines: ``start`` and ``stop`` are ordered sequences, each step
+depending on the one before, and they read best whole and in one place.)
 """
 
 from __future__ import annotations
@@ -25,19 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import time
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from typing import Any
 
 from .. import __version__
 from ..clock import Clock, SystemClock
-from ..config import ChainConfig, ServiceConfig
+from ..config import ServiceConfig
 from ..engine import Decision, Engine
 from ..intake import Intake
-from ..llm import ChainRunner, check_api_keys
+from ..llm import ChainRunner
 from ..quietlog import QuietLog
 from ..redact import mask_credentials
 from ..renderworker import RenderPool, RenderWorkerError
@@ -57,7 +58,7 @@ from .inlet import Inlet
 from .metrics import HttpEndpoint, Metrics
 from .pacing import Pacer
 from .replies import FIXED_CONCURRENCY, MAX_PENDING_FIXED, MAX_PENDING_REPLIES, Replies
-from .responder import Responder
+from .responder import NoUsableModel, Responder, prepare_llm, usable_chains
 from .responselog import ResponseLog
 from .robot import RobotSender
 from .rulemanager import MAX_LOGGED_ERRORS, RELOAD_SUBJECT, RuleManager, RulesFailed
@@ -121,7 +122,6 @@ class Bot:
         # None: the config's port; serve_http=False: no endpoint at all (the terminal chat)
         port = config.metrics_port if metrics_port is None else metrics_port
         self.metrics_port = port if serve_http else None
-        self.on_decision = on_decision
         self._nats_url = nats_url
         self._completion = completion
         self._pacing = pacing
@@ -172,6 +172,15 @@ class Bot:
         self._subs: list[Subscription] = []
         self._watcher: FileWatcher | None = None
 
+    @property
+    def on_decision(self) -> Callable[[Decision], None] | None:
+        """Called with every decision that reached the rules (tests, the terminal chat)."""
+        return self.inlet.on_decision
+
+    @on_decision.setter
+    def on_decision(self, hook: Callable[[Decision], None] | None) -> None:
+        self.inlet.on_decision = hook
+
     # --- parts ----------------------------------------------------------------------
 
     @property
@@ -200,25 +209,6 @@ class Bot:
         """:attr:`url` as it may be logged or shown: credentials masked."""
         return mask_credentials(self.url)
 
-    def _usable_chains(self) -> dict[str, ChainConfig]:
-        """Chains without the models whose API key is missing (named in the log)."""
-        missing_models = set()
-        for problem in check_api_keys(self.config.models):
-            log.error("%s: those models are disabled", problem)
-        for name, m in self.config.models.items():
-            if m.api_key_env and not os.environ.get(m.api_key_env):
-                missing_models.add(name)
-        chains = {}
-        for name, chain in self.config.chains.items():
-            models = tuple(m for m in chain.models if m not in missing_models)
-            if not models:
-                raise StartupError(
-                    f"chain {name!r} has no usable model: set the API key variables above, "
-                    "or add a model that needs none"
-                )
-            chains[name] = replace(chain, models=models)
-        return chains
-
     # --- start and stop ---------------------------------------------------------------
 
     async def start(self) -> None:
@@ -242,9 +232,13 @@ class Bot:
             ignore_users=self.config.ignore_users,
         )
         await self._load_state()
+        try:
+            chains = usable_chains(self.config)
+        except NoUsableModel as exc:
+            raise StartupError(str(exc)) from exc
         self.chains = ChainRunner(
             self.config.models,
-            self._usable_chains(),
+            chains,
             completion=self._completion,
             max_in_flight=self.config.max_in_flight,
         )
@@ -265,7 +259,7 @@ class Bot:
         )
         self.pacer.start()
         # LiteLLM's import and first-call work (seconds) in a thread, while we connect
-        warming = asyncio.ensure_future(self._prepare_llm())
+        warming = asyncio.ensure_future(prepare_llm(self.chains, self.config))
         try:
             if self.bus is None:
                 if self.config.nats.embedded and not self._nats_url:
@@ -328,18 +322,6 @@ class Bot:
         self.state_sync = sync
         self._spawn(sync.run(), "state-sync")
         log.info("state: %d running cooldowns and budgets loaded", loaded)
-
-    async def _prepare_llm(self) -> None:
-        """Import and warm up LiteLLM off the event loop (see LiteLLMCompletion.prepare)."""
-        if not self.config.models or self.chains is None:
-            return
-        t0 = time.perf_counter()
-        try:
-            await self.chains.prepare()
-        except Exception as exc:  # the calls will fail and say why; the bot still starts
-            log.error("preparing LiteLLM failed: %s: %s", type(exc).__name__, exc)
-            return
-        log.info("LiteLLM ready in %.1fs", time.perf_counter() - t0)
 
     async def _connect(self) -> None:
         try:

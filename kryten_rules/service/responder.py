@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import dataclass, replace
 
-from ..config import ServiceConfig
+from ..config import ChainConfig, ServiceConfig
 from ..engine import Decision
 from ..events import ChatEvent
-from ..llm import ChainRunner
+from ..llm import ChainRunner, check_api_keys
 from ..llm.chain import ChainResult
 from ..output import prepare_reply
 from ..prompts import render_isolated
@@ -29,6 +31,43 @@ from .metrics import Metrics
 from .outcome import PartOutcomes
 
 log = logging.getLogger("kryten_rules.service")
+
+
+class NoUsableModel(ValueError):
+    """A chain has no model left once those without their API key are disabled."""
+
+
+def usable_chains(config: ServiceConfig) -> dict[str, ChainConfig]:
+    """Chains without the models whose API key is missing (named in the log)."""
+    missing_models = set()
+    for problem in check_api_keys(config.models):
+        log.error("%s: those models are disabled", problem)
+    for name, m in config.models.items():
+        if m.api_key_env and not os.environ.get(m.api_key_env):
+            missing_models.add(name)
+    chains = {}
+    for name, chain in config.chains.items():
+        models = tuple(m for m in chain.models if m not in missing_models)
+        if not models:
+            raise NoUsableModel(
+                f"chain {name!r} has no usable model: set the API key variables above, "
+                "or add a model that needs none"
+            )
+        chains[name] = replace(chain, models=models)
+    return chains
+
+
+async def prepare_llm(chains: ChainRunner, config: ServiceConfig) -> None:
+    """Import and warm up LiteLLM off the event loop (see LiteLLMCompletion.prepare)."""
+    if not config.models:
+        return
+    t0 = time.perf_counter()
+    try:
+        await chains.prepare()
+    except Exception as exc:  # the calls will fail and say why; the bot still starts
+        log.error("preparing LiteLLM failed: %s: %s", type(exc).__name__, exc)
+        return
+    log.info("LiteLLM ready in %.1fs", time.perf_counter() - t0)
 
 
 @dataclass(slots=True)
