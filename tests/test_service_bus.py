@@ -15,8 +15,13 @@ from typing import Any
 
 import pytest
 
+from kryten_rules import ChatEvent
 from kryten_rules.config import ModelConfig
+from kryten_rules.engine import Engine
+from kryten_rules.llm import ChainRunner
 from kryten_rules.llm.litellm_client import CompletionResult
+from kryten_rules.load import load_config, load_ruleset
+from kryten_rules.renderworker import RenderPool
 from kryten_rules.service.bot import RULES_COMMAND_SUBJECT, Bot
 from kryten_rules.service.bus import (
     MemoryBus,
@@ -26,6 +31,8 @@ from kryten_rules.service.bus import (
     subject_matches,
 )
 from kryten_rules.service.control import lifecycle_subject
+from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.responder import Responder
 from kryten_rules.service.statesync import MemoryBackend
 from kryten_rules.wire import COMMAND_SUBJECT, envelope, event_subject, userlist_bucket
 from tests.nats_fixtures import (
@@ -223,3 +230,31 @@ async def test_a_cooldown_outlives_a_restart_through_the_state_backend(
         assert robot.says() == (["Hi!"] if len(fired) == 1 else [])
     assert fired == [["mention"], [None]]
     assert decisions.reasons("mention") == ["cooldown.rule"]
+
+
+async def test_the_responder_plans_a_reply_with_no_bus_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision -> ReplyPlan on its own: a reply that cleans down to nothing takes
+    the fallback_reply; nothing is sent (the plan only says what to send)."""
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+    cfg = load_config(
+        write_config(tmp_path, nats_url="nats://unused:1", api_base="http://unused:1/v1")
+    )
+    ruleset = load_ruleset(cfg.rules, cfg)
+    decision = Engine(ruleset, bot_name=BOT_NAME).evaluate(
+        ChatEvent(user="alice", text="cynthia, hello", at=1.0)
+    )
+    assert decision.fired == "mention"
+    pool = RenderPool()
+    await pool.start()
+    try:
+        model = Model("As an AI language model.")  # filler: nothing left after cleaning
+        chains = ChainRunner(cfg.models, cfg.chains, completion=model)
+        plan = await Responder(cfg, chains, pool, Metrics()).plan(decision, ruleset)
+    finally:
+        await pool.close()
+    assert model.prompts and plan.sends is None and plan.outcome is None
+    assert plan.parts == ["alice: the comms are down, try again later."]
+    assert plan.via == "chat"
+    assert plan.error == "the reply was empty after cleaning; used fallback_reply"
