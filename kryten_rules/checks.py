@@ -425,22 +425,12 @@ def check_rule_set(
 
 
 def _config_numbers(root: Node) -> Iterator[Diagnostic]:
-    """Numbers the schema lets through that the service cannot use.
+    """Durations the schema lets through that the service cannot use.
 
-    JSON Schema's ``minimum``/``maximum`` never fail on NaN, and a duration of
-    400 digits is a valid integer; at start these were a traceback and exit 1.
+    A duration of 400 digits is a valid integer; at start it was a traceback
+    and exit 1. (NaN and infinity never get this far: the loader reports them
+    in every kind of file, see ``numbers.py``.)
     """
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if isinstance(node.value, dict):
-            stack.extend(node.value.values())
-        elif isinstance(node.value, list):
-            stack.extend(node.value)
-        elif isinstance(node.value, float) and not math.isfinite(node.value):
-            yield error(
-                "bad-number", f"{node.value!r} is not a finite number", node.span, "write a number"
-            )
     durations = [(key, root.get(key)) for key in ("reply_max_age", "history_slack")]
     for section, key in (("chains", "deadline"), ("models", "timeout")):
         block = root.get(section)
@@ -448,7 +438,7 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
             durations.append((f"{section}.{name}.{key}", item.get(key)))
     for where, given in durations:
         if given is None or (isinstance(given.value, float) and not math.isfinite(given.value)):
-            continue  # absent, or reported above
+            continue  # absent, or reported by the loader
         try:
             parse_duration(given.value)
         except DurationRangeError as exc:
