@@ -42,7 +42,7 @@ from .state import HISTORY_KEPT as HISTORY_KEPT  # the room's constants, importa
 from .state import HISTORY_LINES as HISTORY_LINES
 from .state import MAX_KNOWN_USERS as MAX_KNOWN_USERS
 from .state import MemoryRoom, MemoryStore, StateStore
-from .trace import BLOCKED, FIRED, SKIPPED, TraceEntry
+from .trace import BLOCKED, FIRED, SKIPPED, WOULD_FIRE, TraceEntry
 from .units import format_duration, rank_name
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ MAX_TEXT = 4_000  # CyTube cuts chat at a few hundred characters; anything longe
 STATE_FULL = "state_full"
 STATE_FULL_DETAIL = "the state store is full of running cooldowns and budgets"
 _NOT_MATCHED = ("no_match", "disabled")
+# The second element of every shadow rule's state key (``("rule", SHADOW, id)``):
+# a name no CyTube user can have, and the rule id stays last for drop_rules.
+SHADOW = "~shadow"
+_NO_SHADOW: tuple[Rule, ...] = ()
 
 
 class Decision:
@@ -61,7 +65,17 @@ class Decision:
     was true when the event was decided.
     """
 
-    __slots__ = ("_context", "_make_context", "_uncommitted", "event", "ignored", "rule", "trace")
+    __slots__ = (
+        "_context",
+        "_make_context",
+        "_shadow_ids",
+        "_uncommitted",
+        "event",
+        "ignored",
+        "rule",
+        "trace",
+        "would_fire",
+    )
 
     def __init__(
         self,
@@ -70,8 +84,13 @@ class Decision:
         trace: tuple[TraceEntry, ...] = (),
         ignored: str | None = None,
         make_context: Any = None,
+        would_fire: tuple[Rule, ...] = _NO_SHADOW,
+        shadow_ids: frozenset[str] = frozenset(),
     ) -> None:
         self.event = event
+        # shadow rules that passed every gate (docs/rules.md "Shadow rules"); never `rule`
+        self.would_fire = would_fire
+        self._shadow_ids = shadow_ids
         self.rule = rule
         self.trace = trace
         self.ignored = ignored  # why the event never reached the rules (an IgnoreReason)
@@ -87,10 +106,22 @@ class Decision:
         return self.rule.id if self.rule is not None else None
 
     @property
+    def would_fire_ids(self) -> list[str]:
+        return [r.id for r in self.would_fire]
+
+    def shadow_decisions(self) -> list[Decision]:
+        """One decision per shadow rule that would have fired, as if it had fired
+        (``shadow`` is true): what the service renders and logs, never sends."""
+        return [
+            Decision(self.event, r, self.trace, None, self._make_context)
+            for r in self.would_fire
+        ]
+
+    @property
     def context(self) -> dict[str, Any] | None:
         if self._context is None and self._make_context is not None and self.rule is not None:
+            # _make_context is kept: shadow_decisions() builds theirs from it too
             self._context = _build_context(self.rule, self.event, *self._make_context)
-            self._make_context = None
         return self._context
 
     @property
@@ -105,14 +136,16 @@ class Decision:
         """
         if self.fired is not None:
             return None
+        shadow = self._shadow_ids
         for t in self.trace:
-            if t.reason is not None and t.reason not in _NOT_MATCHED:
-                return t.reason
+            if t.reason is not None and t.reason not in _NOT_MATCHED and t.rule not in shadow:
+                return t.reason  # a shadow rule's gates are its own: they stop nothing
         return None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "fired": self.fired,
+            "would_fire": self.would_fire_ids,
             "trace": [t.as_dict() for t in self.trace],
             "ignored": self.ignored,
         }
@@ -144,6 +177,8 @@ class Engine:
     ) -> None:
         self.clock = clock or SystemClock()
         self.rng = random.Random(seed)
+        # shadow rules draw from their own RNG: trying one never changes a live draw
+        self.shadow_rng = random.Random(seed)
         # `is None`, not `or`: an empty store has len 0 and is falsy
         self.state: StateStore = state if state is not None else MemoryStore(self.clock.now)
         self.room = ChannelState()
@@ -169,6 +204,7 @@ class Engine:
             kind: (heads.__getitem__, first) for kind, (heads, first) in tables.by_kind.items()
         }
         self._sure = tables.sure
+        self._shadow_ids = tables.shadow_ids
         # what a decision's context is built from besides the event (see Decision.context)
         self._decided_with = (ruleset, tables.mention, self.room, self._channel)
 
@@ -267,10 +303,17 @@ class Engine:
                 present = self._recheck(text, present)
         fired: Rule | None = None
         trace: tuple[TraceEntry, ...] = ()
+        shadow: list[Rule] = []
         tables = self._by_kind.get(kind)
         if full_trace:
             fired, trace = self._walk(
-                [r.index for r in self.ruleset.rules if r.on == kind], key, present, rank, now, True
+                [r.index for r in self.ruleset.rules if r.on == kind],
+                key,
+                present,
+                rank,
+                now,
+                True,
+                shadow,
             )
         elif tables is not None:
             # The first candidate in evaluation order, without building the order:
@@ -286,7 +329,7 @@ class Engine:
                     fired, trace = sure  # nothing to check, nothing to spend
                 else:
                     order = self._order(kind, present)
-                    fired, trace = self._walk(order, key, present, rank, now, False)
+                    fired, trace = self._walk(order, key, present, rank, now, False, shadow)
         make_context = None
         uncommitted = None
         if fired is not None:
@@ -298,10 +341,14 @@ class Engine:
             # captured now, built on first read (the room moves on, and a reload may
             # swap the rule set, whose pattern indices `present` refers to)
             make_context = (self._decided_with, text, present, rank, now, room.media, room.lines)
+        if shadow:
+            make_context = (self._decided_with, text, present, rank, now, room.media, room.lines)
         if kind == "chatmsg" and text:
             room.history.append((user, text))
             room.lines += 1
-        decision = Decision(event, fired, trace, None, make_context)
+        decision = Decision(
+            event, fired, trace, None, make_context, tuple(shadow), self._shadow_ids
+        )
         decision._uncommitted = uncommitted
         return decision
 
@@ -327,8 +374,13 @@ class Engine:
         rank: int,
         now: float,
         full: bool,
+        shadow: list[Rule],
     ) -> tuple[Rule | None, tuple[TraceEntry, ...]]:
-        """Try rules in order until one fires; the rule (or None) and the trace."""
+        """Try rules in order until one fires; the rule (or None) and the trace.
+
+        A shadow rule that passes every gate is appended to ``shadow``, spends
+        its own (shadow) state there and then, and the walk goes on.
+        """
         rules = self.ruleset.rules
         plans = self._plans
         trace: list[TraceEntry] = []
@@ -341,6 +393,9 @@ class Engine:
             trace.append(entry)
             if entry.outcome == FIRED:
                 return rules[i], tuple(trace)
+            if entry.outcome == WOULD_FIRE:
+                shadow.append(rules[i])
+                self._spend(rules[i], user, now)
         return None, tuple(trace)
 
     def _recheck(self, text: str, present: Collection[int]) -> Collection[int]:
@@ -384,7 +439,7 @@ class Engine:
                 # Never fire what cannot be counted: that would lift its limits.
                 return TraceEntry(rule.id, BLOCKED, STATE_FULL, STATE_FULL_DETAIL)
         if rule.probability < 1.0:
-            draw = self.rng.random()
+            draw = (self.shadow_rng if plan.shadow else self.rng).random()
             if draw >= rule.probability:
                 return TraceEntry(
                     rule.id,
@@ -416,8 +471,14 @@ class Engine:
         return 1.0, 1.0
 
     @staticmethod
-    def _key(kind: str, rule_id: str, user: str) -> tuple[str, ...] | None:
-        """The state key of one scope; None for a per-user scope of an event with no user."""
+    def _key(kind: str, rule_id: str, user: str, shadow: bool = False) -> tuple[str, ...] | None:
+        """The state key of one scope; None for a per-user scope of an event with no user.
+
+        A shadow rule's keys carry :data:`SHADOW` second: its own namespace.
+        """
+        if shadow:
+            key = Engine._key(kind, rule_id, user)
+            return None if key is None else (key[0], SHADOW, *key[1:])
         if kind in ("global", "count_global"):
             return (kind,)
         if kind in ("rule", "count_rule"):
@@ -432,7 +493,7 @@ class Engine:
         self, plan: Plan, rule_id: str, user: str, now: float, mult: float
     ) -> tuple[str, float] | None:
         for scope in plan.cooldowns:
-            key = self._key(scope, rule_id, user)
+            key = self._key(scope, rule_id, user, plan.shadow)
             running = self.state.cooldown(key) if key else None
             if running is not None:
                 left = running[0] + running[1] * mult - now
@@ -444,7 +505,7 @@ class Engine:
         self, plan: Plan, rule_id: str, user: str, now: float, mult: float
     ) -> tuple[str, str] | None:
         for scope, kind, windows in plan.budgets:
-            key = self._key(kind, rule_id, user)
+            key = self._key(kind, rule_id, user, plan.shadow)
             if key is None:
                 continue
             for window, limit in windows:
@@ -459,18 +520,18 @@ class Engine:
         """The state keys a firing of this plan writes."""
         kinds = [scope for scope, _ in plan.spend_cooldowns]
         kinds += [kind for kind, _, _ in plan.spend_budgets]
-        keys = [self._key(kind, rule_id, user) for kind in kinds]
+        keys = [self._key(kind, rule_id, user, plan.shadow) for kind in kinds]
         return [k for k in keys if k is not None]
 
     def _spend(self, rule: Rule, user: str, now: float) -> None:
         """Count a firing rule in every scope and budget it touches."""
         plan = self._plans[rule.index]
         for scope, base in plan.spend_cooldowns:
-            key = self._key(scope, rule.id, user)
+            key = self._key(scope, rule.id, user, plan.shadow)
             if key is not None:
                 self.state.start_cooldown(key, now, base, now + base * self._max_cooldown_mult + 1)
         for kind, span, keep in plan.spend_budgets:
-            key = self._key(kind, rule.id, user)
+            key = self._key(kind, rule.id, user, plan.shadow)
             if key is not None:
                 self.state.record(key, now, now + span + 1, keep)
 

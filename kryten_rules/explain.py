@@ -45,6 +45,7 @@ def _explanation(decision: Decision, rendered: Rendered | None) -> dict[str, Any
     rule = decision.rule
     return {
         "fired": decision.fired,
+        "would_fire": decision.would_fire_ids,
         "trace": [t.as_dict() for t in decision.trace],
         "prompt": rendered.prompt_text if rendered else None,
         "reply": rendered.reply if rendered else None,
@@ -106,7 +107,9 @@ def format_explanation(result: dict[str, Any]) -> str:
     if result.get("ignored"):
         lines.append(f"ignored before any rule: {result['ignored']}")
     for t in result["trace"]:
-        mark = {"fired": "=>", "blocked": " x", "skipped": " -"}.get(t["outcome"], "  ")
+        mark = {"fired": "=>", "would_fire": "~>", "blocked": " x", "skipped": " -"}.get(
+            t["outcome"], "  "
+        )
         detail = f" ({t['detail']})" if t.get("detail") else ""
         lines.append(f"{mark} {t['rule']:<24} {t['outcome']:<8} {t['reason'] or ''}{detail}")
     if not result["trace"] and not result.get("ignored"):
@@ -125,4 +128,6 @@ def format_explanation(result: dict[str, Any]) -> str:
             lines += ["", f"prompt (chain {result.get('chain')}):", result["prompt"]]
     else:
         lines.append("fires: nothing")
+    for rid in result.get("would_fire") or ():
+        lines.append(f"would fire (shadow): {rid}")
     return "\n".join(lines)

@@ -55,6 +55,7 @@ class ReplayStats:
     unused: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
     fired: Counter[str] = field(default_factory=Counter)
+    would_fire: Counter[str] = field(default_factory=Counter)  # shadow rules (v1.1)
     blocked: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     users: Counter[str] = field(default_factory=Counter)
     replies_to: Counter[str] = field(default_factory=Counter)
@@ -84,7 +85,8 @@ class ReplayStats:
             "replies_per_hour": round(self.replies / self.hours, 2) if self.hours else None,
             "rules": {
                 rid: {"fired": self.fired.get(rid, 0), "blocked": dict(self.blocked.get(rid, {}))}
-                for rid in sorted(set(self.fired) | set(self.blocked))
+                | ({"would_fire": self.would_fire[rid]} if rid in self.would_fire else {})
+                for rid in sorted(set(self.fired) | set(self.blocked) | set(self.would_fire))
             },
             "busiest_users": [
                 {"user": u, "lines": n, "replies": self.replies_to.get(u, 0)}
@@ -222,6 +224,8 @@ def replay(
         if decision.fired:
             stats.fired[decision.fired] += 1
             stats.replies_to[chat.user] += 1
+        for rid in decision.would_fire_ids:
+            stats.would_fire[rid] += 1
         for t in decision.trace:
             if t.outcome == "blocked" and t.reason:
                 stats.blocked[t.rule][t.reason] += 1
@@ -261,6 +265,8 @@ def format_text(stats: ReplayStats, top: int = 10) -> str:
         reasons = ", ".join(
             f"{k} {v}" for k, v in sorted(r["blocked"].items(), key=lambda kv: -kv[1])
         )
+        if "would_fire" in r:  # a shadow rule: it never fires, it would have
+            reasons = f"would fire {r['would_fire']}" + (f"; {reasons}" if reasons else "")
         out.append(f"{rid:<24} {r['fired']:>6}  {reasons}")
     out += ["", f"{'busiest users':<24} {'lines':>6} {'replies':>8}"]
     for u in d["busiest_users"]:

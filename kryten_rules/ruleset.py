@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from .diagnostics import Span
 from .templates import CompiledTemplate
-from .trace import FIRED, TraceEntry
+from .trace import FIRED, WOULD_FIRE, TraceEntry
 
 SCOPES = ("global", "rule", "user", "user_rule")
 WINDOWS = {"per_minute": 60.0, "per_hour": 3600.0, "per_day": 86400.0}
@@ -228,6 +228,7 @@ class Plan(NamedTuple):
     budgets: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...]  # (scope, kind, windows)
     spend_cooldowns: tuple[tuple[str, float], ...]  # (scope, base seconds) to start
     spend_budgets: tuple[tuple[str, float, int], ...]  # (kind, longest window, entries kept)
+    shadow: bool = False  # a shadow rule: its own state namespace, and it never stops the walk
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,7 @@ class Tables:
     mention: int | None  # the mention pattern's index
     max_cooldown_mult: float
     max_limit_mult: float
+    shadow_ids: frozenset[str] = frozenset()  # ids of the shadow rules
 
 
 def plan_rule(
@@ -294,8 +296,10 @@ def plan_rule(
     )
     spend_cooldowns = tuple((s, d) for s, d in own.items() if d > 0)
     single = rule.matcher.single_group
+    shadow = rule.mode == "shadow"
     trivial = (
         rule.enabled
+        and not shadow  # a shadow rule always spends (shadow) state and is walked past
         and single
         and not conditions
         and not checks
@@ -306,11 +310,12 @@ def plan_rule(
         trivial,
         conditions,
         single,
-        TraceEntry(rule.id, FIRED),
+        TraceEntry(rule.id, WOULD_FIRE if shadow else FIRED),
         checks,
         budgets,
         spend_cooldowns,
         spend_budgets,
+        shadow,
     )
 
 
@@ -346,4 +351,5 @@ def build_tables(rs: RuleSet) -> Tables:
         mention=next((i for i, p in enumerate(rs.patterns) if p.kind == "mention"), None),
         max_cooldown_mult=max([m.cooldown for m in rs.ranks] + [1.0]),
         max_limit_mult=max_limit_mult,
+        shadow_ids=frozenset(r.id for r in rs.rules if r.mode == "shadow"),
     )

@@ -44,6 +44,7 @@ class EventResult:
             "event": self.event,
             "expect": self.expect,
             "fired": self.decision.fired,
+            "would_fire": self.decision.would_fire_ids,
             "blocked": self.decision.blocked,
             "ignored": self.decision.ignored,
             "trace": [t.as_dict() for t in self.decision.trace],
@@ -94,6 +95,14 @@ def _check(expect: dict[str, Any], d: Decision, prompt: str | None, reply: str |
         elif d.blocked != expect["blocked"]:
             got = d.blocked or "no match"
             fails.append(f"expected blocked by {expect['blocked']!r}, got {got}")
+    if "would_fire" in expect:
+        want = expect["would_fire"]
+        wanted = [want] if isinstance(want, str) else list(want)
+        got_ids = d.would_fire_ids
+        for rid in wanted:
+            if rid not in got_ids:
+                got = ", ".join(got_ids) if got_ids else "no shadow rule"
+                fails.append(f"expected shadow rule {rid!r} to would-fire, got {got}")
     if "ignored" in expect and d.ignored != expect["ignored"]:
         got = f"ignored as {d.ignored}" if d.ignored else "it reached the rules"
         fails.append(f"expected the event to be ignored as {expect['ignored']!r}, but {got}")
@@ -223,7 +232,7 @@ def format_text(suite: Suite) -> str:
             for f in ev.failures:
                 lines.append(f"    - {f}")
             lines.append("    trace:")
-            for t in ev.decision.trace or ():
+            for t in ev.decision.trace or ():  # would_fire: a shadow rule passed its gates
                 detail = f" ({t.detail})" if t.detail else ""
                 lines.append(f"      {t.rule:<24} {t.outcome:<8} {t.reason or ''}{detail}")
             if not ev.decision.trace:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 FIRED, BLOCKED, SKIPPED = "fired", "blocked", "skipped"
+# a shadow rule that passed every gate: recorded, and evaluation goes on
+WOULD_FIRE = "would_fire"
 
 
 class TraceEntry(NamedTuple):
-    """One rule tried: ``outcome`` is fired/blocked/skipped, ``reason`` a code."""
+    """One rule tried: ``outcome`` is fired/would_fire/blocked/skipped, ``reason`` a code."""
 
     rule: str
     outcome: str
@@ -28,4 +30,4 @@ class TraceEntry(NamedTuple):
         }
 
 
-__all__ = ["BLOCKED", "FIRED", "SKIPPED", "TraceEntry"]
+__all__ = ["BLOCKED", "FIRED", "SKIPPED", "WOULD_FIRE", "TraceEntry"]

@@ -830,10 +830,14 @@ def test_blocked_reports_the_first_rule_that_matched(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- shadow
 
 
-def test_shadow_rule_fires_in_trace_and_state(tmp_path: Path) -> None:
+def test_shadow_rule_is_tried_on_the_side(tmp_path: Path) -> None:
+    """v1.1: a shadow rule that passes its gates would fire, and the live rule still fires;
+    it spends only its own shadow state (v1: it fired, stopped the live rule, spent its state)."""
     rs = load(
         tmp_path,
         """
+        limits:
+          global: {cooldown: 30s}
         rules:
           - id: trial
             mode: shadow
@@ -848,13 +852,47 @@ def test_shadow_rule_fires_in_trace_and_state(tmp_path: Path) -> None:
     )
     bot = Bot(rs)
     d = bot.say(0, "alice", "foo")
-    assert d.fired == "trial"
-    assert d.shadow is True
-    assert reasons(d) == [("trial", "fired", None)]  # nothing else fires for this event
-    assert d.context is not None
-    d = bot.say(10, "alice", "foo")  # its cooldown was spent
     assert d.fired == "live" and d.shadow is False
-    assert d.trace[0].reason == "cooldown.rule"
+    assert d.would_fire_ids == ["trial"]
+    assert reasons(d) == [("trial", "would_fire", None), ("live", "fired", None)]
+    (sd,) = d.shadow_decisions()
+    assert sd.shadow is True and sd.fired == "trial" and sd.context is not None
+    d = bot.say(10, "alice", "foo")  # the shadow cooldown runs; the live global one too
+    assert d.would_fire_ids == []
+    assert d.trace[0].reason == "cooldown.global"  # the shadow global one (its limits)
+    assert d.blocked == "cooldown.global"  # the live rule's own reason, not the shadow's
+    d = bot.say(31, "alice", "foo")
+    assert d.fired == "live" and d.would_fire_ids == []
+    d = bot.say(61, "alice", "foo")
+    assert d.would_fire_ids == ["trial"]
+
+
+def test_shadow_rule_spends_no_live_state(tmp_path: Path) -> None:
+    """The shadow rule's global cooldown is its own: the live rule does not wait for it."""
+    rs = load(
+        tmp_path,
+        """
+        rules:
+          - id: trial
+            mode: shadow
+            priority: 10
+            match: {any: [foo]}
+            cooldown: {global: 1h, user: 1h}
+            limit: {per_hour: 1}
+            probability: 0.5
+            reply: "trial"
+          - id: live
+            match: {any: [foo, bar]}
+            cooldown: {user: 5s}
+            reply: "live"
+        """,
+    )
+    bot = Bot(rs)
+    for t in range(0, 60, 6):
+        assert bot.say(t, "alice", "foo").fired == "live"
+    only_live = "rules:\n  - id: live\n    match: {any: [foo]}\n    reply: l\n"
+    plain = Bot(load(tmp_path / "x", only_live))
+    assert plain.engine.rng.random() == bot.engine.rng.random()  # no live draw was taken
 
 
 # --------------------------------------------------------------------------- ignored

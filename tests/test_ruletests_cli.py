@@ -112,6 +112,13 @@ def test_repo_rule_tests_pass() -> None:
     assert "FAIL" not in r.output
 
 
+def test_v11_rule_tests_pass() -> None:
+    """tests/engine/v11: rule-test tables of the rule language v1.1 semantics."""
+    r = run("test", REPO / "tests" / "engine" / "v11")
+    assert r.exit_code == 0, r.output
+    assert " passed, 0 failed" in r.output
+
+
 def test_passing_file_exits_0(project: Path) -> None:
     path = write(project / "tests" / "ok.test.yaml", PASSING)
     r = run("test", path)

@@ -89,6 +89,8 @@ class Inlet:
             self.on_decision(decision)
         if decision.fired is not None:
             self.replies.dispatch(decision, engine)
+        for shadow in decision.shadow_decisions():  # rendered and logged as "shadow", never sent
+            self.replies.dispatch(shadow, engine)
         return decision
 
     def _log_malformed(self, reason: str) -> None:
