@@ -428,7 +428,8 @@ class Engine:
             if cond:
                 return TraceEntry(rule.id, BLOCKED, cond[0], cond[1])
         if plan.cooldowns or plan.budgets:
-            mult_cd, mult_lim = self._multipliers(rank)
+            # v1.1: an event without a sender (changemedia) uses no rank multiplier
+            mult_cd, mult_lim = self._multipliers(rank) if user else _NO_MULTIPLIER
             left = self._cooldown(plan, rule.id, user, now, mult_cd)
             if left:
                 return TraceEntry(rule.id, BLOCKED, left[0], f"{format_duration(left[1])} left")
@@ -537,6 +538,7 @@ class Engine:
 
 
 _NONE_PRESENT: tuple[int, ...] = ()
+_NO_MULTIPLIER = (1.0, 1.0)
 
 
 def _build_context(
