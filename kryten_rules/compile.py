@@ -184,6 +184,7 @@ def compile_rules(
                 chain=doc.get("chain", "default"),
                 respond_via=doc.get("respond_via", "chat"),
                 max_parts=int(doc.get("max_parts", 2)),
+                shared_limits=bool(doc.get("shared_limits", True)),
             )
         )
 

@@ -121,6 +121,7 @@ class Rule:
     chain: str = "default"
     respond_via: str = "chat"
     max_parts: int = 2
+    shared_limits: bool = True  # v1.1: false keeps it out of the shared budgets and cooldowns
 
     @property
     def needs_llm(self) -> bool:
@@ -261,21 +262,34 @@ def plan_rule(
     scopes are checked by every rule when some rule can start them, the rule
     and user_rule ones only by the rule itself.
     """
-    own = {
-        "global": max(rule.cooldowns.get("global", 0.0), rs.global_budget.cooldown),
-        "rule": rule.cooldowns.get("rule", 0.0),
-        "user": max(rule.cooldowns.get("user", 0.0), rs.user_budget.cooldown),
-        "user_rule": rule.cooldowns.get("user_rule", 0.0),
-    }
-    checks = tuple(
-        scope for scope in SCOPES if (shared[scope] if scope in shared else own[scope]) > 0
-    )
+    cd = rule.cooldowns
+    if rule.shared_limits:
+        own = {
+            "global": max(cd.get("global", 0.0), rs.global_budget.cooldown),
+            "rule": cd.get("rule", 0.0),
+            "user": max(cd.get("user", 0.0), rs.user_budget.cooldown),
+            "user_rule": cd.get("user_rule", 0.0),
+        }
+        checks = tuple(
+            scope for scope in SCOPES if (shared[scope] if scope in shared else own[scope]) > 0
+        )
+    else:
+        # shared_limits: false: no shared scope is waited for or spent; the rule's own
+        # global/user cooldowns hold for it alone, which is its rule/user_rule scope
+        own = {
+            "global": 0.0,
+            "rule": max(cd.get("rule", 0.0), cd.get("global", 0.0)),
+            "user": 0.0,
+            "user_rule": max(cd.get("user_rule", 0.0), cd.get("user", 0.0)),
+        }
+        checks = tuple(scope for scope in SCOPES if own[scope] > 0)
+    shares = rule.shared_limits
     budgets = tuple(
         (scope, kind, tuple(windows.items()))
         for scope, kind, windows in (
             ("rule", "count_rule", dict(rule.limit)),
-            ("user", "count_user", dict(rs.user_budget.windows)),
-            ("global", "count_global", dict(rs.global_budget.windows)),
+            ("user", "count_user", dict(rs.user_budget.windows) if shares else {}),
+            ("global", "count_global", dict(rs.global_budget.windows) if shares else {}),
         )
         if windows
     )
@@ -322,11 +336,12 @@ def plan_rule(
 def build_tables(rs: RuleSet) -> Tables:
     """Everything the engine's hot path reads, derived from the rule set once."""
     max_limit_mult = max([m.limit for m in rs.ranks] + [1.0])
+    sharing = [r for r in rs.rules if r.shared_limits]
     shared = {
         "global": max(
-            [r.cooldowns.get("global", 0.0) for r in rs.rules] + [rs.global_budget.cooldown]
+            [r.cooldowns.get("global", 0.0) for r in sharing] + [rs.global_budget.cooldown]
         ),
-        "user": max([r.cooldowns.get("user", 0.0) for r in rs.rules] + [rs.user_budget.cooldown]),
+        "user": max([r.cooldowns.get("user", 0.0) for r in sharing] + [rs.user_budget.cooldown]),
     }
     plans = tuple(plan_rule(rs, r, shared, max_limit_mult) for r in rs.rules)
     none = len(rs.rules)
