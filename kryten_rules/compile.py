@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from .patterns import compile_set, mention_pattern, word_pattern
@@ -211,8 +213,8 @@ def compile_rules(
             )
             for e in (ranks_node.value if ranks_node is not None else [])
         ),
-        global_budget=_budget(_limits_part(spec, "global"), numbers),
-        user_budget=_budget(_limits_part(spec, "user"), numbers),
+        global_budget=_limits_budget(spec, "global", numbers),
+        user_budget=_limits_budget(spec, "user", numbers),
         bot_name=bot_name,
         files=tuple(rf.path for rf in spec.files),
         digest=digest,
@@ -231,6 +233,23 @@ def compile_rules(
 def _limits_part(spec: RuleSetSpec, part: str) -> Node | None:
     found = spec.first_with("limits", part)
     return found[1] if found is not None else None
+
+
+def _limits_budget(spec: RuleSetSpec, part: str, numbers: Numbers) -> Budget:
+    """``limits.<part>`` of the first file that has it, saying which file that was."""
+    found = spec.first_with("limits", part)
+    if found is None:
+        return Budget()
+    budget = _budget(found[1], numbers)
+    return replace(budget, source=f"limits.{part} of {_shown(found[0].path)}")
+
+
+def _shown(path: Path) -> str:
+    """A file as a moderator would name it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 def digest_of(contents: Mapping[str, bytes]) -> str:

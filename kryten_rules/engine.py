@@ -432,7 +432,10 @@ class Engine:
             mult_cd, mult_lim = self._multipliers(rank) if user else _NO_MULTIPLIER
             left = self._cooldown(plan, rule.id, user, now, mult_cd)
             if left:
-                return TraceEntry(rule.id, BLOCKED, left[0], f"{format_duration(left[1])} left")
+                where = self._set_by(left[0], rule, left[2])
+                return TraceEntry(
+                    rule.id, BLOCKED, left[0], f"{format_duration(left[1])} left, set by {where}"
+                )
             spent = self._limits(plan, rule.id, user, now, mult_lim)
             if spent:
                 return TraceEntry(rule.id, BLOCKED, spent[0], spent[1])
@@ -492,15 +495,34 @@ class Engine:
 
     def _cooldown(
         self, plan: Plan, rule_id: str, user: str, now: float, mult: float
-    ) -> tuple[str, float] | None:
+    ) -> tuple[str, float, float] | None:
+        """The first running cooldown: its reason code, the time left, its base duration."""
         for scope in plan.cooldowns:
             key = self._key(scope, rule_id, user, plan.shadow)
             running = self.state.cooldown(key) if key else None
             if running is not None:
                 left = running[0] + running[1] * mult - now
                 if left > 1e-9:
-                    return f"cooldown.{scope}", left
+                    return f"cooldown.{scope}", left, running[1]
         return None
+
+    def _set_by(self, reason: str, rule: Rule, base: float) -> str:
+        """Where a blocking cooldown was set: the file's ``limits`` or a rule (off the hot path).
+
+        A firing starts a shared cooldown with the longer of its rule's and the
+        file's duration, so the running cooldown's duration says which it was.
+        """
+        scope = reason.removeprefix("cooldown.")
+        if scope in ("rule", "user_rule"):
+            return f"rule {rule.id}"
+        rs = self.ruleset
+        budget = rs.global_budget if scope == "global" else rs.user_budget
+        if budget.cooldown > 0 and abs(base - budget.cooldown) < 1e-9:
+            return budget.source or f"limits.{scope}"
+        for r in rs.rules:
+            if r.shared_limits and abs(r.cooldowns.get(scope, 0.0) - base) < 1e-9:
+                return f"cooldown.{scope} of rule {r.id}"
+        return f"a rule's cooldown.{scope}"
 
     def _limits(
         self, plan: Plan, rule_id: str, user: str, now: float, mult: float

@@ -33,6 +33,7 @@ class Budget:
 
     cooldown: float = 0.0
     windows: Mapping[str, int] = field(default_factory=dict)
+    source: str = ""  # where it was set, e.g. "limits.global of rules/persona.yaml"
 
 
 @dataclass(frozen=True, slots=True)

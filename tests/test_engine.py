@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -56,6 +57,12 @@ class Bot:
 
     def media(self, t: float, title: str, duration: float, full: bool = False) -> Decision:
         return self.event(t, full, kind="changemedia", media=Media(title, duration, "yt", "id1"))
+
+
+def time_left(d: Decision) -> str | None:
+    """The first trace entry's detail without where its cooldown was set."""
+    detail = d.trace[0].detail
+    return detail.split(", set by ")[0] if detail else detail
 
 
 def reasons(d: Decision) -> list[tuple[str, str, str | None]]:
@@ -322,9 +329,9 @@ def test_cooldown_global(tmp_path: Path) -> None:
     for user, text in (("bob", "foo"), ("bob", "bar"), ("alice", "bar")):
         d = bot.say(10, user, text)
         assert d.fired is None
-        assert (d.blocked, d.trace[0].detail) == ("cooldown.global", "20s left")
+        assert (d.blocked, time_left(d)) == ("cooldown.global", "20s left")
     d = bot.say(17.5, "bob", "bar")
-    assert (d.blocked, d.trace[0].detail) == ("cooldown.global", "12.5s left")
+    assert (d.blocked, time_left(d)) == ("cooldown.global", "12.5s left")
     assert bot.say(30, "bob", "bar").fired == "b"
     assert bot.say(31, "bob", "foo").fired == "a"
 
@@ -333,7 +340,7 @@ def test_cooldown_rule(tmp_path: Path) -> None:
     bot = Bot(load(tmp_path, COOLDOWN_RULES.format(scope="rule")))
     assert bot.say(0, "alice", "foo").fired == "a"
     d = bot.say(10, "bob", "foo")
-    assert (d.fired, d.blocked, d.trace[0].detail) == (None, "cooldown.rule", "20s left")
+    assert (d.fired, d.blocked, time_left(d)) == (None, "cooldown.rule", "20s left")
     assert bot.say(10, "alice", "bar").fired == "b"  # other rules are free
     assert bot.say(29.9, "bob", "foo").blocked == "cooldown.rule"
     assert bot.say(30, "bob", "foo").fired == "a"
@@ -343,7 +350,7 @@ def test_cooldown_user(tmp_path: Path) -> None:
     bot = Bot(load(tmp_path, COOLDOWN_RULES.format(scope="user")))
     assert bot.say(0, "alice", "foo").fired == "a"
     d = bot.say(10, "alice", "bar")  # the sender waits for every rule
-    assert (d.fired, d.blocked, d.trace[0].detail) == (None, "cooldown.user", "20s left")
+    assert (d.fired, d.blocked, time_left(d)) == (None, "cooldown.user", "20s left")
     assert bot.say(10, "ALICE", "foo").blocked == "cooldown.user"  # names case-insensitive
     assert bot.say(10, "bob", "foo").fired == "a"  # others are free
     assert bot.say(30, "alice", "bar").fired == "b"
@@ -353,7 +360,7 @@ def test_cooldown_user_rule(tmp_path: Path) -> None:
     bot = Bot(load(tmp_path, COOLDOWN_RULES.format(scope="user_rule")))
     assert bot.say(0, "alice", "foo").fired == "a"
     d = bot.say(10, "alice", "foo")
-    assert (d.fired, d.blocked, d.trace[0].detail) == (None, "cooldown.user_rule", "20s left")
+    assert (d.fired, d.blocked, time_left(d)) == (None, "cooldown.user_rule", "20s left")
     assert bot.say(10, "alice", "bar").fired == "b"  # the same sender, another rule
     assert bot.say(11, "bob", "foo").fired == "a"  # another sender, the same rule
     assert bot.say(30, "alice", "foo").fired == "a"
@@ -378,10 +385,10 @@ def test_file_level_cooldowns_apply_to_every_rule(tmp_path: Path) -> None:
     bot = Bot(rs)
     assert bot.say(0, "alice", "foo").fired == "a"
     d = bot.say(4, "bob", "bar")
-    assert (d.blocked, d.trace[0].detail) == ("cooldown.global", "6s left")
+    assert (d.blocked, time_left(d)) == ("cooldown.global", "6s left")
     assert bot.say(10, "bob", "bar").fired == "b"
     d = bot.say(25, "alice", "bar")
-    assert (d.blocked, d.trace[0].detail) == ("cooldown.user", "20s left")
+    assert (d.blocked, time_left(d)) == ("cooldown.user", "20s left")
     assert bot.say(45, "alice", "bar").fired == "b"
 
 
@@ -404,10 +411,10 @@ def test_longest_of_rule_and_file_cooldown_counts(tmp_path: Path) -> None:
     bot = Bot(rs)
     assert bot.say(0, "alice", "foo").fired == "a"
     d = bot.say(30, "alice", "bar")
-    assert (d.blocked, d.trace[0].detail) == ("cooldown.user", "30s left")
+    assert (d.blocked, time_left(d)) == ("cooldown.user", "30s left")
     assert bot.say(60, "alice", "bar").fired == "b"
     d = bot.say(70, "alice", "foo")
-    assert (d.blocked, d.trace[0].detail) == ("cooldown.user", "10s left")
+    assert (d.blocked, time_left(d)) == ("cooldown.user", "10s left")
 
 
 # --------------------------------------------------------------------------- limits
@@ -525,17 +532,17 @@ rules:
     # moderator: 0.5 x 40s
     assert bot.say(0, "mod", "foo", rank=2).fired == "a"
     d = bot.say(19, "mod", "foo")
-    assert (d.blocked, d.trace[0].detail) == ("cooldown.user_rule", "1s left")
+    assert (d.blocked, time_left(d)) == ("cooldown.user_rule", "1s left")
     assert bot.say(20, "mod", "foo").fired == "a"
     # registered: 1 x 40s
     assert bot.say(0 + 100, "reg", "foo", rank=1).fired == "a"
     d = bot.say(139, "reg", "foo")
-    assert (d.blocked, d.trace[0].detail) == ("cooldown.user_rule", "1s left")
+    assert (d.blocked, time_left(d)) == ("cooldown.user_rule", "1s left")
     assert bot.say(140, "reg", "foo").fired == "a"
     # guest: 2 x 40s
     assert bot.say(200, "gst", "foo", rank=0).fired == "a"
     d = bot.say(210, "gst", "foo")
-    assert (d.blocked, d.trace[0].detail) == ("cooldown.user_rule", "1m10s left")
+    assert (d.blocked, time_left(d)) == ("cooldown.user_rule", "1m10s left")
     assert bot.say(279, "gst", "foo").blocked == "cooldown.user_rule"
     assert bot.say(280, "gst", "foo").fired == "a"
 
@@ -825,6 +832,38 @@ def test_blocked_reports_the_first_rule_that_matched(tmp_path: Path) -> None:
     d = Bot(rs).say(0, "alice", "foo")
     assert d.fired is None
     assert d.blocked == "condition.rank"
+
+
+def test_blocking_cooldown_says_where_it_was_set(tmp_path: Path, monkeypatch: Any) -> None:
+    """v1.1: the detail names the file's limits, or the rule, that set the cooldown."""
+    monkeypatch.chdir(tmp_path)
+    rs = load(
+        tmp_path,
+        """
+        limits:
+          user: {cooldown: 20s}
+        rules:
+          - id: long
+            match: {any: [foo]}
+            cooldown: {global: 1m, user_rule: 5m}
+            reply: "a"
+          - id: short
+            match: {any: [bar]}
+            reply: "b"
+        """,
+    )
+    bot = Bot(rs)
+    assert bot.say(0, "alice", "bar").fired == "short"
+    d = bot.say(1, "alice", "foo")
+    assert d.trace[0].detail == "19s left, set by limits.user of rules/00.yaml"
+    assert bot.say(1, "bob", "foo").fired == "long"  # starts a 1m global cooldown
+    d = bot.say(30, "carol", "bar")
+    assert (d.blocked, d.trace[0].detail) == (
+        "cooldown.global",
+        "31s left, set by cooldown.global of rule long",
+    )
+    d = bot.say(90, "bob", "foo")
+    assert (d.blocked, d.trace[0].detail) == ("cooldown.user_rule", "3m31s left, set by rule long")
 
 
 # --------------------------------------------------------------------------- shadow

@@ -173,7 +173,12 @@ def test_failing_file_json(project: Path) -> None:
     assert ev["expect"] == {"fires": "greet"}
     assert ev["fired"] is None and ev["blocked"] == "cooldown.rule"
     assert ev["trace"] == [
-        {"rule": "greet", "outcome": "blocked", "reason": "cooldown.rule", "detail": "30s left"}
+        {
+            "rule": "greet",
+            "outcome": "blocked",
+            "reason": "cooldown.rule",
+            "detail": "30s left, set by rule greet",
+        }
     ]
     assert ev["failures"] == ["expected 'greet' to fire, got nothing (blocked: cooldown.rule)"]
     assert bad["events"][0]["failures"] == []
