@@ -179,6 +179,8 @@ class Engine:
         self.rng = random.Random(seed)
         # shadow rules draw from their own RNG: trying one never changes a live draw
         self.shadow_rng = random.Random(seed)
+        # v1.1 rule tests: the probability draw of the next evaluation, pinned (None: drawn)
+        self.pinned_draw: float | None = None
         # `is None`, not `or`: an empty store has len 0 and is falsy
         self.state: StateStore = state if state is not None else MemoryStore(self.clock.now)
         self.room = ChannelState()
@@ -443,7 +445,9 @@ class Engine:
                 # Never fire what cannot be counted: that would lift its limits.
                 return TraceEntry(rule.id, BLOCKED, STATE_FULL, STATE_FULL_DETAIL)
         if rule.probability < 1.0:
-            draw = (self.shadow_rng if plan.shadow else self.rng).random()
+            draw = self.pinned_draw
+            if draw is None:
+                draw = (self.shadow_rng if plan.shadow else self.rng).random()
             if draw >= rule.probability:
                 return TraceEntry(
                     rule.id,

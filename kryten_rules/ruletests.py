@@ -143,7 +143,10 @@ def run_case(
     for i, doc in enumerate(case["events"]):
         at = parse_duration(doc.get("at", clock.now()))
         clock.set(at)
+        # v1.1: `draw:` pins this event's probability draw, whatever the seed
+        engine.pinned_draw = float(doc["draw"]) if "draw" in doc else None
         decision = engine.evaluate(_event(doc, clock.now()))
+        engine.pinned_draw = None
         prompt = reply = None
         if decision.fired is not None:
             rendered = render(decision, ruleset)
