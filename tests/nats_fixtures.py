@@ -17,9 +17,10 @@ each test module declares its own fixtures with these building blocks).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,33 @@ def make_bot(config_path: Path, **kw: Any) -> Bot:
     kw.setdefault("heartbeat_interval", 60.0)
     kw.setdefault("watch_interval", None)
     return Bot(load_config(config_path), **kw)
+
+
+BotFactory = Callable[..., Awaitable[Bot]]
+
+
+@contextlib.asynccontextmanager
+async def started_bots(config_path: Path) -> AsyncIterator[BotFactory]:
+    """A factory of started bots on ``config_path``; all are stopped on the way out.
+
+    start() returns before its SUBs have reached the server (see
+    test_start_returns_with_subscriptions_live); a round trip makes sure.
+    """
+    bots: list[Bot] = []
+
+    async def start(**kw: Any) -> Bot:
+        bot = make_bot(config_path, **kw)
+        bots.append(bot)
+        await bot.start()
+        await roundtrip(bot.nc)
+        return bot
+
+    try:
+        yield start
+    finally:
+        for bot in bots:
+            if not bot._stopping.is_set():
+                await bot.stop(grace=1.0)
 
 
 def now_ms() -> int:

@@ -36,8 +36,8 @@ from tests.nats_fixtures import (
     make_bot,
     metric,
     read_jsonl,
-    roundtrip,
     settle,
+    started_bots,
     wait_until,
     write_config,
 )
@@ -139,21 +139,8 @@ def config_path(
 
 @pytest.fixture
 async def start_bot(config_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]]]:
-    bots: list[Bot] = []
-
-    async def start(**kw: Any) -> Bot:
-        bot = make_bot(config_path, **kw)
-        bots.append(bot)
-        await bot.start()
-        await roundtrip(bot.nc)
-        return bot
-
-    try:
+    async with started_bots(config_path) as start:
         yield start
-    finally:
-        for bot in bots:
-            if not bot._stopping.is_set():
-                await bot.stop(grace=1.0)
 
 
 @pytest.fixture

@@ -52,9 +52,9 @@ from tests.nats_fixtures import (
     metric,
     now_ms,
     read_jsonl,
-    roundtrip,
     says,
     settle,
+    started_bots,
     wait_until,
     write_config,
     write_rules,
@@ -95,23 +95,8 @@ def config_path(
 
 @pytest.fixture
 async def start_bot(config_path: Path) -> AsyncIterator[BotFactory]:
-    bots: list[Bot] = []
-
-    async def start(**kw: Any) -> Bot:
-        bot = make_bot(config_path, **kw)
-        bots.append(bot)
-        await bot.start()
-        # start() returns before its SUBs have reached the server (see
-        # test_start_returns_with_subscriptions_live); a round trip makes sure.
-        await roundtrip(bot.nc)
-        return bot
-
-    try:
+    async with started_bots(config_path) as start:
         yield start
-    finally:
-        for bot in bots:
-            if not bot._stopping.is_set():
-                await bot.stop(grace=1.0)
 
 
 def responses_path(config_path: Path) -> Path:

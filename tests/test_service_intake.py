@@ -32,6 +32,7 @@ from tests.nats_fixtures import (
     roundtrip,
     says,
     settle,
+    started_bots,
     write_config,
 )
 from tests.openai_server import OpenAIServer
@@ -95,20 +96,8 @@ async def start_bot(
 ) -> AsyncIterator[BotFactory]:
     monkeypatch.setenv(KEY_ENV, KEY_VALUE)
     config = write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url, rules=RULES)
-    bots: list[Bot] = []
-
-    async def start(**kw: Any) -> Bot:
-        bot = make_bot(config, **kw)
-        bots.append(bot)
-        await bot.start()
-        await roundtrip(bot.nc)
-        return bot
-
-    try:
+    async with started_bots(config) as start:
         yield start
-    finally:
-        for bot in bots:
-            await bot.stop(grace=1.0)
 
 
 def prompts(openai: OpenAIServer) -> list[str]:
