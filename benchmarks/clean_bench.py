@@ -11,12 +11,12 @@ What is measured
 * **Replies** (issue #9 item 7): ``clean_reply`` on hostile model replies (a unit
   such as ``"**a "`` repeated to the size) and on a normal one (ordinary model prose
   with some markdown, a speaker label and AI filler, repeated). "new" is
-  ``kryten_rules.output.clean_reply`` *without* the cap, to show that the passes
+  ``kryten_rules.emit.output.clean_reply`` *without* the cap, to show that the passes
   themselves are linear; "old" is the code before the fix, copied verbatim into
   ``tests/baseline_cleaning.py`` (BASELINE, not used by the service). The last
   column is the service's real path, ``prepare_reply`` (cap, clean, neutralise,
   split) at CyTube's defaults (320 x 2 parts), in ms for the whole reply.
-* **Chat lines** (item 14): ``kryten_rules.patterns.normalise`` (tag stripping and
+* **Chat lines** (item 14): ``kryten_rules.ruleformat.patterns.normalise`` (tag stripping and
   unescaping of what CyTube relays) against the old ``normalise`` from the same
   baseline file, on hostile lines and on a normal line with CyTube link tags. The
   engine reads at most 4,000 characters of a line; larger sizes show the trend.
@@ -36,8 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kryten_rules.output import clean_reply, prepare_reply
-from kryten_rules.patterns import normalise
+from kryten_rules.emit.output import clean_reply, prepare_reply
+from kryten_rules.ruleformat.patterns import normalise
 from tests import baseline_cleaning as baseline
 
 PERSONA = ["Cynthia", "CynthiaBot"]

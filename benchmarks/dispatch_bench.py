@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kryten_rules.config import ChainConfig, ModelConfig
-from kryten_rules.llm import ChainRunner, load_litellm
+from kryten_rules.dispatch.llm import ChainRunner, load_litellm
 from tests.openai_server import OpenAIServer
 
 KEY_ENV = "KRYTEN_BENCH_KEY"

@@ -181,7 +181,7 @@ def run_ours(ruleset: Any, lines: list[str], match: Any = None) -> tuple[float, 
     ``match`` replaces the engine's RE2 set match (bytes -> pattern indices).
     """
     from kryten_rules import VirtualClock
-    from kryten_rules.engine import Engine
+    from kryten_rules.engine.evaluate import Engine
 
     clock = VirtualClock()
     engine = Engine(ruleset, clock=clock, seed=1)
@@ -207,7 +207,7 @@ def scan_split(ruleset: Any, lines: list[str], repeat: int = 3) -> tuple[float, 
     difference is what the scan costs inside the engine loop, where the
     interpreter's own work competes with the DFA for the CPU caches.
     """
-    from kryten_rules.patterns import normalise
+    from kryten_rules.ruleformat.patterns import normalise
 
     match = ruleset.match_bytes
     if match is None:
@@ -229,7 +229,7 @@ def cost_split(ruleset: Any, lines: list[str]) -> tuple[float, float, float]:
     from statistics import median
 
     from kryten_rules import VirtualClock
-    from kryten_rules.engine import Engine
+    from kryten_rules.engine.evaluate import Engine
 
     clock = VirtualClock()
     engine = Engine(ruleset, clock=clock, seed=1)

@@ -36,7 +36,7 @@ def rules(n: int) -> str:
 
 def longest_stall(directory: Path) -> tuple[float, float]:
     """(build seconds, longest main-thread stall) of building the rule set in a thread."""
-    from kryten_rules.load import build_ruleset
+    from kryten_rules.compile.load import build_ruleset
 
     done = threading.Event()
     took: list[float] = []

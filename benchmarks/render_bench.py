@@ -28,12 +28,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kryten_rules.clock import VirtualClock
-from kryten_rules.engine import Decision, Engine
+from kryten_rules.compile.load import load_ruleset
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.dispatch.prompts import render, render_isolated
+from kryten_rules.dispatch.renderworker import RenderPool
+from kryten_rules.engine.evaluate import Decision, Engine
 from kryten_rules.events import ChatEvent, Media
-from kryten_rules.load import load_ruleset
-from kryten_rules.prompts import render, render_isolated
-from kryten_rules.renderworker import RenderPool
-from kryten_rules.ruleset import RuleSet
 
 RULES = textwrap.dedent(
     """\

@@ -282,8 +282,8 @@ async def run_load(
 
 
 async def bench(seconds: float) -> list[dict[str, Any]]:
-    from kryten_rules.llm import load_litellm
-    from kryten_rules.load import load_config
+    from kryten_rules.compile.load import load_config
+    from kryten_rules.dispatch.llm import load_litellm
     from kryten_rules.service.bot import Bot
     from kryten_rules.service.embedded import EmbeddedNats
 

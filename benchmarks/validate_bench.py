@@ -142,7 +142,7 @@ def imported_modules(script: Path, rules: Path) -> tuple[str, list[str]]:
             for line in res.stderr.splitlines()
             if line.startswith("import time:") and "|" in line and "imported package" not in line
         ]
-        if "kryten_rules.checks" in modules and res.stdout.startswith("ok:"):
+        if "kryten_rules.ruleformat.checks" in modules and res.stdout.startswith("ok:"):
             return how, modules
     sys.exit("could not run validate under -X importtime")
 

@@ -5,9 +5,9 @@ The public API (see README): load and check rule files, evaluate events.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
+
+from kryten_rules.version import __version__
 
 # Public names resolve on first use: `validate` imports only what it needs,
 # never the engine or the runtime (PEP 562).
@@ -19,25 +19,25 @@ _EXPORTS = {
     "RuleSetError": "diagnostics",
     "Severity": "diagnostics",
     "Span": "diagnostics",
-    "Decision": "engine",
-    "Engine": "engine",
-    "TraceEntry": "engine",
+    "Decision": "engine.evaluate",
+    "Engine": "engine.evaluate",
+    "TraceEntry": "engine.evaluate",
     "ChatEvent": "events",
     "Media": "events",
-    "check_paths": "load",
-    "load_config": "load",
-    "load_ruleset": "load",
-    "RuleSet": "ruleset",
+    "check_paths": "compile.load",
+    "load_config": "compile.load",
+    "load_ruleset": "compile.load",
+    "RuleSet": "compile.ruleset",
 }
 
 if TYPE_CHECKING:
-    from .clock import SystemClock, VirtualClock
-    from .config import ServiceConfig
-    from .diagnostics import Diagnostic, RuleSetError, Severity, Span
-    from .engine import Decision, Engine, TraceEntry
-    from .events import ChatEvent, Media
-    from .load import check_paths, load_config, load_ruleset
-    from .ruleset import RuleSet
+    from kryten_rules.clock import SystemClock, VirtualClock
+    from kryten_rules.compile.load import check_paths, load_config, load_ruleset
+    from kryten_rules.compile.ruleset import RuleSet
+    from kryten_rules.config import ServiceConfig
+    from kryten_rules.diagnostics import Diagnostic, RuleSetError, Severity, Span
+    from kryten_rules.engine.evaluate import Decision, Engine, TraceEntry
+    from kryten_rules.events import ChatEvent, Media
 
 
 def __getattr__(name: str) -> Any:

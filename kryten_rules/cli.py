@@ -27,12 +27,18 @@ from typing import TYPE_CHECKING, Any, TextIO, overload
 
 import click
 
-from . import __version__
-from .diagnostics import Diagnostic, RuleSetError, format_github, format_json, format_text
+from kryten_rules.diagnostics import (
+    Diagnostic,
+    RuleSetError,
+    format_github,
+    format_json,
+    format_text,
+)
+from kryten_rules.version import __version__
 
 if TYPE_CHECKING:  # the CLI imports these lazily, inside the commands
-    from .config import ServiceConfig
-    from .ruleset import RuleSet
+    from kryten_rules.compile.ruleset import RuleSet
+    from kryten_rules.config import ServiceConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COLOR_MODES = ("auto", "always", "never")
@@ -144,7 +150,7 @@ def _config_or_exit(path: str | None) -> ServiceConfig | None: ...
 def _config_or_exit(path: str | None) -> ServiceConfig | None:
     if path is None:
         return None
-    from .load import load_config
+    from kryten_rules.compile.load import load_config
 
     try:
         return load_config(path)
@@ -188,10 +194,10 @@ def _config_rules(paths: list[str]) -> list[str]:
     ``validate kryten-rules.yaml`` said "ok, 0 rules" while ``run`` failed on
     the rules it names.
     """
-    from .load import load_config
-    from .schema import file_kind
-    from .tree import YAML_SUFFIXES
-    from .yamlload import load_file
+    from kryten_rules.compile.load import load_config
+    from kryten_rules.ruleformat.schema import file_kind
+    from kryten_rules.ruleformat.tree import YAML_SUFFIXES
+    from kryten_rules.ruleformat.yamlload import load_file
 
     extra: list[str] = []
     for raw in paths:
@@ -235,7 +241,7 @@ def validate(paths: tuple[str, ...], config_path: str | None, fmt: str, strict: 
     """
     from dataclasses import replace
 
-    from .load import check_paths
+    from kryten_rules.compile.load import check_paths
 
     if list(paths).count(STDIN) > 1:
         click.echo("error: `-` (standard input) can be given once", err=True)
@@ -282,13 +288,13 @@ def validate(paths: tuple[str, ...], config_path: str | None, fmt: str, strict: 
 @click.argument("kind", type=click.Choice(["rules", "config", "test"]), default="rules")
 def schema(kind: str) -> None:
     """Print the JSON Schema of rule files, the service config or rule tests."""
-    from .schema import schema as get_schema
+    from kryten_rules.ruleformat.schema import schema as get_schema
 
     click.echo(json.dumps(get_schema(kind), indent=2))
 
 
 def _masked(exc: BaseException) -> str:
-    from .redact import mask_credentials
+    from kryten_rules.redact import mask_credentials
 
     return mask_credentials(str(exc))
 
@@ -304,7 +310,7 @@ def init(directory: str, force: bool) -> None:
     (.github/workflows/rules.yml) and the editor schemas. Files that are
     already there are left alone unless --force.
     """
-    from .project import existing, plan_project, write_project
+    from kryten_rules.tools.project import existing, plan_project, write_project
 
     target = Path(directory)
     if target.exists() and not target.is_dir():
@@ -337,7 +343,7 @@ def _setup_logging(level: str) -> None:
     """Log to stderr; every line goes through the credential mask (kryten_rules.redact)."""
     import logging
 
-    from .redact import MaskingFormatter
+    from kryten_rules.redact import MaskingFormatter
 
     handler = logging.StreamHandler()
     handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
@@ -358,7 +364,7 @@ def run_cmd(config_path: str, dry_run: bool, log_level: str | None) -> None:
     """Run the bot: NATS in, rules, LLM, NATS out. SIGHUP reloads the rules."""
     import asyncio
 
-    from .service.bot import Bot, StartupError
+    from kryten_rules.service.bot import Bot, StartupError
 
     config = _config_or_exit(config_path)
     _setup_logging(log_level or config.log.level)
@@ -375,7 +381,7 @@ def _chat_config(path: str | None) -> ServiceConfig:
     example the package carries (with the default persona), so `chat` runs anywhere."""
     from dataclasses import replace
 
-    from .project import CONFIG_NAME, EXAMPLE_CONFIG
+    from kryten_rules.tools.project import CONFIG_NAME, EXAMPLE_CONFIG
 
     if path is not None:
         return _config_or_exit(path)
@@ -443,9 +449,9 @@ def chat(
     """Talk to the bot from the terminal through NATS (lines on stdin, or --demo)."""
     import asyncio
 
-    from .service.bot import StartupError
-    from .service.chat import DEMO_SCRIPT, run_chat
-    from .units import parse_rank
+    from kryten_rules.service.bot import StartupError
+    from kryten_rules.service.chat import DEMO_SCRIPT, run_chat
+    from kryten_rules.units import parse_rank
 
     try:
         rank_value = parse_rank(rank)
@@ -478,7 +484,7 @@ def chat(
 def _ruleset_or_exit(
     paths: list[str], config: ServiceConfig | None, bot: str | None = None
 ) -> RuleSet:
-    from .load import load_ruleset
+    from kryten_rules.compile.load import load_ruleset
 
     try:
         return load_ruleset(paths, config, bot_name=bot)
@@ -503,7 +509,7 @@ def _default_rules(config: ServiceConfig | None) -> list[str]:
 @click.option("-k", "keyword", help="Only cases whose name contains this text.")
 def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
     """Run rule-test files (transcripts in virtual time; no model is called)."""
-    from . import ruletests
+    from kryten_rules.tools import ruletests
 
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -564,8 +570,8 @@ def explain(
     config_path: str | None,
 ) -> None:
     """Show why the bot would or would not answer TEXT, rule by rule."""
-    from .explain import explain_event, format_explanation
-    from .units import parse_duration, parse_rank
+    from kryten_rules.tools.explain import explain_event, format_explanation
+    from kryten_rules.units import parse_duration, parse_rank
 
     config = _config_or_exit(config_path)
     try:
@@ -612,8 +618,8 @@ def record(
     """
     import asyncio
 
-    from .record import record as record_events
-    from .wire import subscribe_subject
+    from kryten_rules.tools.record import record as record_events
+    from kryten_rules.wire import subscribe_subject
 
     config = _config_or_exit(config_path)
     url = nats_url or (config.nats.url if config else None)
@@ -684,8 +690,8 @@ def replay(
     that are not events are skipped and counted by reason; --verbose names each.
     """
 
-    from . import replay as replay_mod
-    from .config import ServiceConfig
+    from kryten_rules.config import ServiceConfig
+    from kryten_rules.tools import replay as replay_mod
 
     config = _config_or_exit(config_path)
     ruleset = _ruleset_or_exit(list(rules) or _default_rules(config), config)

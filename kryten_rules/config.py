@@ -1,7 +1,7 @@
 """The operator's service config, as typed values.
 
 Only the *names* of environment variables live here; their values are read
-when a model is called (``kryten_rules.llm``) and never logged. Checking the
+when a model is called (``kryten_rules.dispatch.llm``) and never logged. Checking the
 document against ``schemas/config.schema.json`` happens in ``check``; this
 module turns an already-checked plain document into dataclasses.
 """
@@ -13,10 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .intake import DEFAULT_HISTORY_SLACK
-from .units import parse_duration
+from kryten_rules.units import parse_duration
 
 DEFAULT_MAX_MESSAGE_LENGTH = 320
+
+DEFAULT_HISTORY_SLACK = 5.0
+"""Seconds a chat line's CyTube ``time`` may lie before its arrival and still be live.
+
+Covers the robot's relay and our own queueing; a replayed line is minutes or
+hours old. The service config's ``history_slack`` overrides it (clocks of the
+CyTube server and this host further apart than this would drop live lines)."""
 
 
 @dataclass(frozen=True, slots=True)

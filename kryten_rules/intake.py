@@ -34,84 +34,21 @@ the engine applies to events built without an envelope (rule tests,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from enum import StrEnum
 
-from .events import ChatEvent
-from .wire import Decoded
+from kryten_rules.config import DEFAULT_HISTORY_SLACK
+from kryten_rules.events import ChatEvent
+from kryten_rules.senders import NOTICE_CLASS, Ignored, IgnoreReason, sender_ignored
+from kryten_rules.wire import Decoded
 
 __all__ = [
-    "DEFAULT_HISTORY_SLACK",
-    "NOTICE_CLASS",
     "SEEN_LINES",
-    "IgnoreReason",
-    "Ignored",
     "Intake",
     "LineMemory",
-    "is_notice_name",
-    "sender_ignored",
 ]
-
-NOTICE_CLASS = "server-whisper"
-"""``meta.addClass`` of CyTube's moderator-only notices from ``[server]``."""
-
-DEFAULT_HISTORY_SLACK = 5.0
-"""Seconds a chat line's CyTube ``time`` may lie before its arrival and still be live.
-
-Covers the robot's relay and our own queueing; a replayed line is minutes or
-hours old. The service config's ``history_slack`` overrides it (clocks of the
-CyTube server and this host further apart than this would drop live lines)."""
 
 SEEN_LINES = 1024
 """Line identities remembered. CyTube replays 15; the rest is margin for PMs and
 lines that arrive while a replay is going on."""
-
-
-class IgnoreReason(StrEnum):
-    """Why an event never reached the rules: the ``why`` label of
-    ``kryten_rules_events_ignored_total`` and ``Decision.ignored``."""
-
-    SELF = "self"
-    NOTICE = "notice"
-    IGNORED_USER = "ignored_user"
-    MUTED = "muted"
-    HISTORY = "history"
-
-
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    """An event left out before any rule; ``detail`` says which case, for logs."""
-
-    reason: IgnoreReason
-    detail: str = ""
-
-
-def is_notice_name(name: str) -> bool:
-    """A sender in square brackets: CyTube's own (``[server]``, ``[voteskip]``).
-
-    CyTube user names are ``[\\w-]{1,20}``, so no person can have one.
-    """
-    return len(name) >= 2 and name[0] == "[" and name[-1] == "]"
-
-
-def sender_ignored(
-    user: str, key: str, bot: str, ignore_users: frozenset[str]
-) -> IgnoreReason | None:
-    """Why lines from this sender never reach the rules, or ``None`` for a person.
-
-    ``key`` is ``user.lower()`` and ``bot`` the bot's name in lower case (the
-    engine has both at hand on its hot path). Events without a sender (media
-    changes) are never ignored.
-    """
-    if not user:
-        return None
-    if key == bot:
-        return IgnoreReason.SELF
-    if user[0] == "[" and is_notice_name(user):
-        return IgnoreReason.NOTICE
-    if key in ignore_users:
-        return IgnoreReason.IGNORED_USER
-    return None
 
 
 LineKey = tuple[str, str, float, int]

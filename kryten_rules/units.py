@@ -21,7 +21,7 @@ _NUM = r"\d+(?:\.\d+)?"
 DURATION_PATTERN = rf"^\s*(?:{_NUM}|(?=\d)(?:{_NUM}d)?(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?)\s*$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _PART_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-MAX_SECONDS = float(2**53)  # what kryten_rules.numbers allows any number to be
+MAX_SECONDS = float(2**53)  # what kryten_rules.ruleformat.numbers allows any number to be
 _UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
 

@@ -285,7 +285,7 @@ def prepare_reply(
     return split_message(cleaned, max_length=max_length, max_parts=max_parts)
 
 
-# --- kryten_rules.patterns.normalise, as it was -------------------------------------
+# --- kryten_rules.ruleformat.patterns.normalise, as it was -------------------------------------
 
 import html as _html
 

@@ -28,7 +28,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 @pytest.fixture(scope="session")
 def litellm_loaded() -> None:
     """LiteLLM's ~2 s import, once, outside every test's waits."""
-    from kryten_rules.llm import load_litellm
+    from kryten_rules.dispatch.llm import load_litellm
 
     load_litellm()
 

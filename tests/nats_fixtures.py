@@ -26,8 +26,8 @@ from typing import Any
 
 import nats
 
-from kryten_rules.engine import Decision
-from kryten_rules.load import load_config
+from kryten_rules.compile.load import load_config
+from kryten_rules.engine.evaluate import Decision
 from kryten_rules.service.bot import RULES_COMMAND_SUBJECT, Bot
 from kryten_rules.wire import COMMAND_SUBJECT, envelope, event_subject
 

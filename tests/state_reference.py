@@ -1,6 +1,6 @@
 """The state store as it was before issue #9, kept as the reference semantics.
 
-``tests/test_state.py`` checks the new :class:`kryten_rules.state.MemoryStore`
+``tests/test_state.py`` checks the new :class:`kryten_rules.engine.state.MemoryStore`
 against it on random operation sequences, and ``benchmarks/state_bench.py``
 runs both in one engine run. Its counts walk the window from the newest
 timestamp back (cost grows with the budget), and a full cache evicts the least
@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable
 
 from cachetools import TLRUCache
 
-from kryten_rules.state import MAX_ENTRIES, RULE_SCOPES, Key
+from kryten_rules.engine.state import MAX_ENTRIES, RULE_SCOPES, Key
 
 
 class LegacyMemoryStore:

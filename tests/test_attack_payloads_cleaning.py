@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kryten_rules import ChatEvent, VirtualClock, load_ruleset
-from kryten_rules.engine import Engine
-from kryten_rules.output import js_length
-from kryten_rules.patterns import normalise
+from kryten_rules.emit.output import js_length
+from kryten_rules.engine.evaluate import Engine
+from kryten_rules.ruleformat.patterns import normalise
 from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from tests import baseline_cleaning as baseline

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from kryten_rules.load import check_paths
-from kryten_rules.patterns import SET_MAX_PROGRAM, program_size
+from kryten_rules.compile.load import check_paths
+from kryten_rules.ruleformat.patterns import SET_MAX_PROGRAM, program_size
 from kryten_rules.service.bot import RELOAD_SUBJECT, Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from tests.nats_fixtures import (

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from kryten_rules.load import check_paths
+from kryten_rules.compile.load import check_paths
 from kryten_rules.service.embedded import EmbeddedNats
 from tests.nats_fixtures import (
     KEY_ENV,

@@ -142,7 +142,7 @@ async def test_fixed_replies_do_not_wait_behind_model_calls(
 
 def test_an_uncommitted_decision_spends_nothing_until_committed(tmp_path: Path) -> None:
     from kryten_rules import VirtualClock, load_ruleset
-    from kryten_rules.engine import Engine
+    from kryten_rules.engine.evaluate import Engine
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(

@@ -111,7 +111,7 @@ def test_an_unknown_option_is_a_usage_error(command: str) -> None:
 
 
 def test_an_internal_error_exits_2_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kryten_rules import schema
+    from kryten_rules.ruleformat import schema
 
     def boom(kind: str) -> None:
         raise RuntimeError("boom")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kryten_rules.compile.load import load_config
 from kryten_rules.config import ChainConfig, CytubeConfig, LogConfig, ModelConfig, NatsConfig
-from kryten_rules.load import load_config
 from kryten_rules.service.embedded import EmbeddedNats
 from tests.nats_fixtures import BOT_NAME, CHANNEL, RobotClient, make_bot, write_rules
 

@@ -27,7 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kryten_rules.events import ChatEvent, Media
-from kryten_rules.intake import Ignored, IgnoreReason, Intake
+from kryten_rules.intake import Intake
+from kryten_rules.senders import Ignored, IgnoreReason
 from kryten_rules.wire import (
     USERLIST_KEY,
     Decoded,

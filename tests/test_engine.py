@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kryten_rules import ChatEvent, Media, VirtualClock, load_ruleset
-from kryten_rules.engine import Decision, Engine, TraceEntry
-from kryten_rules.patterns import normalise
-from kryten_rules.prompts import render
-from kryten_rules.ruleset import RuleSet
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.dispatch.prompts import render
+from kryten_rules.engine.evaluate import Decision, Engine, TraceEntry
+from kryten_rules.ruleformat.patterns import normalise
 
 BOT = "kryten"
 HERE = Path(__file__).parent
@@ -1644,7 +1644,7 @@ def test_media_events_are_not_counted_against_a_user(tmp_path: Path) -> None:
 
 
 def test_history_snapshot_is_the_lines_before_the_decision_even_when_read_late() -> None:
-    from kryten_rules.engine import HISTORY_LINES, ChannelState
+    from kryten_rules.engine.evaluate import HISTORY_LINES, ChannelState
 
     room = ChannelState()
 
@@ -1683,8 +1683,8 @@ def test_the_engine_tables_are_built_once_by_compile_and_shared(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Plans and candidate tables belong to the rule set: engines and explain build none."""
-    from kryten_rules import ruleset as ruleset_module
-    from kryten_rules.explain import explain_event
+    from kryten_rules.compile import ruleset as ruleset_module
+    from kryten_rules.tools.explain import explain_event
 
     built: list[RuleSet] = []
     build = ruleset_module.build_tables

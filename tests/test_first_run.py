@@ -22,9 +22,9 @@ import yaml
 from click.testing import CliRunner
 
 from kryten_rules import cli
-from kryten_rules.load import load_config
-from kryten_rules.project import DATA, packaged_files
+from kryten_rules.compile.load import load_config
 from kryten_rules.service.chat import ChatClient
+from kryten_rules.tools.project import DATA, packaged_files
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = shutil.which("kryten-rules") or str(Path(sys.executable).with_name("kryten-rules"))
@@ -61,7 +61,7 @@ def test_the_example_s_default_chain_ends_with_real_models() -> None:
 
 def test_every_model_rule_of_the_default_persona_has_a_fallback_reply() -> None:
     """In an outage every rule that asks a model still says something plain."""
-    from kryten_rules.load import load_ruleset
+    from kryten_rules.compile.load import load_ruleset
 
     ruleset = load_ruleset([ROOT / "rules"], ROOT / "kryten-rules.example.yaml")
     silent = [r.id for r in ruleset.rules if r.needs_llm and not r.fallback_reply]

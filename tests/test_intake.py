@@ -20,18 +20,13 @@ from click.testing import CliRunner, Result
 
 from kryten_rules import ChatEvent, VirtualClock, load_ruleset
 from kryten_rules.cli import main
-from kryten_rules.engine import Engine
-from kryten_rules.explain import explain_event
-from kryten_rules.intake import (
-    DEFAULT_HISTORY_SLACK,
-    Ignored,
-    IgnoreReason,
-    Intake,
-    LineMemory,
-    is_notice_name,
-)
-from kryten_rules.load import load_config
-from kryten_rules.prompts import render
+from kryten_rules.compile.load import load_config
+from kryten_rules.config import DEFAULT_HISTORY_SLACK
+from kryten_rules.dispatch.prompts import render
+from kryten_rules.engine.evaluate import Engine
+from kryten_rules.intake import Intake, LineMemory
+from kryten_rules.senders import Ignored, IgnoreReason, is_notice_name
+from kryten_rules.tools.explain import explain_event
 from kryten_rules.wire import Decoded, decode_message, envelope, event_subject
 
 REPO = Path(__file__).parent.parent

@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
 import asyncio, json, sys, threading
-from kryten_rules.llm import litellm_client
-from kryten_rules.load import load_config
+from kryten_rules.dispatch.llm import litellm_client
+from kryten_rules.compile.load import load_config
 from kryten_rules.service.bot import Bot
 
 on_main_thread = []

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kryten_rules.config import ChainConfig, ModelConfig
-from kryten_rules.llm import (
+from kryten_rules.dispatch.llm import (
     OUTCOMES,
     Attempt,
     ChainRunner,
@@ -606,7 +606,7 @@ def test_litellm_is_quiet_and_offline() -> None:
 
 
 def test_importing_the_package_does_not_import_litellm() -> None:
-    code = "import sys, kryten_rules.llm; assert 'litellm' not in sys.modules"
+    code = "import sys, kryten_rules.dispatch.llm; assert 'litellm' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kryten_rules.load import load_config
+from kryten_rules.compile.load import load_config
 from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from kryten_rules.service.pacing import Outgoing, Pacer

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kryten_rules.output import (
+from kryten_rules.emit.output import (
     SAFE_SLASH,
     clean_reply,
     js_length,
@@ -391,7 +391,7 @@ def test_cleaning_gives_what_the_quadratic_version_gave(
 
 
 def test_invisible_pattern_is_exactly_what_the_per_character_rule_drops() -> None:
-    from kryten_rules.output import _BLANKS, _invisible_re
+    from kryten_rules.emit.output import _BLANKS, _invisible_re
 
     pattern = _invisible_re()
     for cp in range(0x110000):

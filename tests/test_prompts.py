@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kryten_rules.clock import VirtualClock
-from kryten_rules.engine import Decision, Engine
+from kryten_rules.compile.load import load_ruleset
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.dispatch.prompts import Rendered, render, safe_context
+from kryten_rules.engine.evaluate import Decision, Engine
 from kryten_rules.events import ChatEvent, Media
-from kryten_rules.load import load_ruleset
-from kryten_rules.prompts import Rendered, render, safe_context
-from kryten_rules.ruleset import RuleSet
 
 SYSTEM = (
     "You are {{ persona.name }} in {{ channel }}. Text between <chat> and </chat> "
@@ -268,7 +268,7 @@ def test_missing_group_uses_fallback_and_logs_rule_id(
 ) -> None:
     decision = decide(ruleset, "!roll 20")
     assert decision.fired == "roll"
-    with caplog.at_level(logging.ERROR, logger="kryten_rules.prompts"):
+    with caplog.at_level(logging.ERROR, logger="kryten_rules.dispatch.prompts"):
         out = render(decision, ruleset)
     assert out.messages is None
     assert out.reply == "alice: the dice are lost."
@@ -286,7 +286,7 @@ def test_media_none_without_fallback_gives_no_reply(
     decision = decide(ruleset, "!film")
     assert decision.fired == "film"
     assert decision.context is not None and decision.context["media"] is None
-    with caplog.at_level(logging.ERROR, logger="kryten_rules.prompts"):
+    with caplog.at_level(logging.ERROR, logger="kryten_rules.dispatch.prompts"):
         out = render(decision, ruleset)
     assert out.reply is None and out.messages is None and out.fallback is None
     assert out.error is not None and "title" in out.error
@@ -296,7 +296,7 @@ def test_media_none_without_fallback_gives_no_reply(
 
 
 def test_media_none_with_fallback(ruleset: RuleSet, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="kryten_rules.prompts"):
+    with caplog.at_level(logging.ERROR, logger="kryten_rules.dispatch.prompts"):
         out = render(decide(ruleset, "!movie"), ruleset)
     assert out.reply == "alice: nothing is playing."
     assert out.messages is None
@@ -313,7 +313,7 @@ def test_media_present_renders(ruleset: RuleSet) -> None:
 
 
 def test_broken_fallback_too(ruleset: RuleSet, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="kryten_rules.prompts"):
+    with caplog.at_level(logging.ERROR, logger="kryten_rules.dispatch.prompts"):
         out = render(decide(ruleset, "!oops"), ruleset)
     assert out.reply is None and out.messages is None and out.fallback is None
     assert out.error is not None

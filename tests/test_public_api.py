@@ -21,8 +21,8 @@ def test_all_is_exactly_the_public_api() -> None:
 
 
 def test_names_come_from_their_stage_modules() -> None:
-    from kryten_rules.engine import Engine
-    from kryten_rules.load import load_ruleset
+    from kryten_rules.compile.load import load_ruleset
+    from kryten_rules.engine.evaluate import Engine
 
     assert kryten_rules.Engine is Engine
     assert kryten_rules.load_ruleset is load_ruleset
@@ -41,7 +41,7 @@ def test_importing_the_package_loads_no_runtime() -> None:
     code = (
         "import sys, kryten_rules; from kryten_rules import load_ruleset;"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('litellm', 'nats')"
-        " or m in ('kryten_rules.engine', 'kryten_rules.service.bot')];"
+        " or m in ('kryten_rules.engine.evaluate', 'kryten_rules.service.bot')];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

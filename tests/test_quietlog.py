@@ -108,9 +108,9 @@ def test_a_template_that_fails_for_every_trigger_logs_one_error(
 ) -> None:
     # the failure follows from what users type, so a channel can trigger it at will
     from kryten_rules import load_ruleset
-    from kryten_rules.engine import Engine
+    from kryten_rules.dispatch.prompts import render
+    from kryten_rules.engine.evaluate import Engine
     from kryten_rules.events import ChatEvent
-    from kryten_rules.prompts import render
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from kryten_rules.cli import main
-from kryten_rules.record import record_line
 from kryten_rules.service.embedded import EmbeddedNats
+from kryten_rules.tools.record import record_line
 from kryten_rules.wire import envelope, event_subject
 
 ROOT = Path(__file__).resolve().parent.parent

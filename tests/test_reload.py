@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kryten_rules import ruleset as ruleset_module
+from kryten_rules.compile import ruleset as ruleset_module
 from kryten_rules.service.bot import RELOAD_SUBJECT, Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from tests.nats_fixtures import (

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from kryten_rules import renderworker
-from kryten_rules.renderworker import BUDGET_CODE, Budget, RenderPool
-from kryten_rules.templates import TemplateProblem
+from kryten_rules.dispatch import renderworker
+from kryten_rules.dispatch.renderworker import BUDGET_CODE, Budget, RenderPool
+from kryten_rules.ruleformat.templates import TemplateProblem
 
 # 90,000 loop items, each sorting an 18,000-item list: about a minute of CPU
 CPU_HOG = (

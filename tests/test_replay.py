@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kryten_rules.cli import main
-from kryten_rules.load import load_ruleset
-from kryten_rules.replay import Skipped, read_log, replay
+from kryten_rules.compile.load import load_ruleset
+from kryten_rules.tools.replay import Skipped, read_log, replay
 from kryten_rules.wire import envelope
 
 ROOT = Path(__file__).resolve().parent.parent

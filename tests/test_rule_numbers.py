@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from kryten_rules.clock import VirtualClock
-from kryten_rules.engine import Engine
+from kryten_rules.compile.load import check_paths, load_ruleset
+from kryten_rules.compile.ruleset import RankMultiplier
+from kryten_rules.engine.evaluate import Engine
 from kryten_rules.events import ChatEvent
-from kryten_rules.load import check_paths, load_ruleset
-from kryten_rules.ruleset import RankMultiplier
 
 RULES = """\
 kryten_rules: 1
@@ -127,7 +127,7 @@ def test_a_duration_is_parsed_once_per_load_however_many_rules_inherit_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Resolve parses each duration node once; the checks and compile read that result."""
-    from kryten_rules import resolve as resolve_module
+    from kryten_rules.ruleformat import resolve as resolve_module
 
     seen: list[object] = []
     parse = resolve_module.parse_duration

@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 from kryten_rules.cli import main
-from kryten_rules.compile import digest_of
-from kryten_rules.load import build_ruleset, check_paths
+from kryten_rules.compile.build import digest_of
+from kryten_rules.compile.load import build_ruleset, check_paths
 
 CHECKED = "{{ user.name }} said: {{ message }}\n"
 UNCHECKED = "{{ user.name }} said: {{ message }} {{ not_a_known_name }}\n"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from kryten_rules.load import check_paths, load_config
+from kryten_rules.compile.load import check_paths, load_config
+from kryten_rules.ruleformat.treewalk import MAX_DEPTH
 from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
-from kryten_rules.treewalk import MAX_DEPTH
 from tests.nats_fixtures import KEY_ENV, KEY_VALUE, write_config
 
 SCRIPT = str(Path(sys.executable).with_name("kryten-rules"))

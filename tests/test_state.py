@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kryten_rules import ChatEvent, VirtualClock, load_ruleset
-from kryten_rules.engine import Engine
+from kryten_rules.engine.evaluate import Engine
+from kryten_rules.engine.state import MemoryStore, StateFull
 from kryten_rules.service.embedded import EmbeddedNats
-from kryten_rules.state import MemoryStore, StateFull
 from tests.nats_fixtures import (
     KEY_ENV,
     KEY_VALUE,

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from kryten_rules.clock import VirtualClock
-from kryten_rules.engine import Engine
+from kryten_rules.compile.load import check_paths, load_ruleset
+from kryten_rules.engine.evaluate import Engine
 from kryten_rules.events import ChatEvent, Media
-from kryten_rules.load import check_paths, load_ruleset
-from kryten_rules.templates import (
+from kryten_rules.ruleformat.templates import (
     VARIABLES,
     TemplateProblem,
     check_template,

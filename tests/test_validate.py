@@ -35,8 +35,8 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from kryten_rules.cli import main
+from kryten_rules.compile.load import check_paths, load_config
 from kryten_rules.diagnostics import Diagnostic, Severity
-from kryten_rules.load import check_paths, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "validate"
@@ -487,7 +487,7 @@ def test_schema_default_kind_and_bad_kind() -> None:
 
 def test_schema_accepts_the_good_fixtures() -> None:
     """The printed schema and the checker agree on valid files (keys as YAML 1.2 reads them)."""
-    from kryten_rules.yamlload import load_file
+    from kryten_rules.ruleformat.yamlload import load_file
 
     kinds = {"kryten_rules": "rules", "kryten_rules_config": "config", "kryten_rules_test": "test"}
     for path in GOOD:
@@ -565,7 +565,7 @@ def test_validate_importtime_log_has_no_litellm_or_nats() -> None:
         for line in res.stderr.splitlines()
         if line.startswith("import time:") and "|" in line
     ]
-    assert "kryten_rules.cli" in modules and "kryten_rules.checks" in modules
+    assert "kryten_rules.cli" in modules and "kryten_rules.ruleformat.checks" in modules
     heavy = [m for m in modules if m.split(".")[0] in ("litellm", "nats")]
     assert heavy == []
 
@@ -575,7 +575,7 @@ def test_validate_importtime_log_has_no_litellm_or_nats() -> None:
 
 def _run_check_with_timeout(path: Path, seconds: float) -> subprocess.CompletedProcess[str]:
     code = (
-        "import sys; from kryten_rules.load import check_paths; "
+        "import sys; from kryten_rules.compile.load import check_paths; "
         "c = check_paths([sys.argv[1]]); print(len(c.diagnostics))"
     )
     try:
@@ -659,7 +659,7 @@ rules:
 
 def test_shadowed_reads_defaults_merged_key_by_key_as_the_engine_does(tmp_path: Path) -> None:
     from kryten_rules import ChatEvent, VirtualClock, load_ruleset
-    from kryten_rules.engine import Engine
+    from kryten_rules.engine.evaluate import Engine
 
     path = tmp_path / "rules" / "merged.yaml"
     path.parent.mkdir()

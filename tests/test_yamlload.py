@@ -1,4 +1,4 @@
-"""Stage 1, ``kryten_rules.yamlload``: nodes that know where they stand.
+"""Stage 1, ``kryten_rules.ruleformat.yamlload``: nodes that know where they stand.
 
 Unit tests of positions and of the problems YAML libraries usually hide, and
 property tests: whatever bytes a moderator saves, ``check_paths`` answers with
@@ -16,9 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kryten_rules.compile.load import check_paths
 from kryten_rules.diagnostics import Severity, Span
-from kryten_rules.load import check_paths
-from kryten_rules.yamlload import MAX_FILE_BYTES, Node, load_file, load_text
+from kryten_rules.ruleformat.yamlload import MAX_FILE_BYTES, Node, load_file, load_text
 
 RULE = textwrap.dedent(
     """\

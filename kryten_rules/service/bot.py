@@ -33,37 +33,47 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .. import __version__
-from ..clock import Clock, SystemClock
-from ..config import ServiceConfig
-from ..engine import Decision, Engine
-from ..intake import Intake
-from ..llm import ChainRunner
-from ..quietlog import QuietLog
-from ..redact import mask_credentials
-from ..renderworker import RenderPool, RenderWorkerError
-from ..ruleset import RuleSet
-from ..state import MemoryStore, StateBackend
-from ..wire import parse_userlist_kv, subscribe_subject, userlist_bucket
-from .bus import Bus, ConnectStopped, NatsBus, Subscription, connect_nats
-from .control import (
+from kryten_rules.clock import Clock, SystemClock
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.config import ServiceConfig
+from kryten_rules.dispatch.llm import ChainRunner
+from kryten_rules.dispatch.renderworker import RenderPool, RenderWorkerError
+from kryten_rules.engine.evaluate import Decision, Engine
+from kryten_rules.engine.state import MemoryStore, StateBackend
+from kryten_rules.intake import Intake
+from kryten_rules.quietlog import QuietLog
+from kryten_rules.redact import mask_credentials
+from kryten_rules.service.bus import Bus, ConnectStopped, NatsBus, Subscription, connect_nats
+from kryten_rules.service.control import (
     DISCOVERY_SUBJECT,
     RULES_COMMAND_SUBJECT,
     SERVICE,
     Control,
     lifecycle_subject,
 )
-from .embedded import EmbeddedNats, EmbeddedNatsError
-from .inlet import Inlet
-from .metrics import HttpEndpoint, Metrics
-from .pacing import Pacer
-from .replies import FIXED_CONCURRENCY, MAX_PENDING_FIXED, MAX_PENDING_REPLIES, Replies
-from .responder import NoUsableModel, Responder, prepare_llm, usable_chains
-from .responselog import ResponseLog
-from .robot import RobotSender
-from .rulemanager import MAX_LOGGED_ERRORS, RELOAD_SUBJECT, RuleManager, RulesFailed
-from .statesync import StateSync
-from .watch import FileWatcher
+from kryten_rules.service.embedded import EmbeddedNats, EmbeddedNatsError
+from kryten_rules.service.inlet import Inlet
+from kryten_rules.service.metrics import HttpEndpoint, Metrics
+from kryten_rules.service.pacing import Pacer
+from kryten_rules.service.replies import (
+    FIXED_CONCURRENCY,
+    MAX_PENDING_FIXED,
+    MAX_PENDING_REPLIES,
+    Replies,
+)
+from kryten_rules.service.responder import NoUsableModel, Responder, prepare_llm, usable_chains
+from kryten_rules.service.responselog import ResponseLog
+from kryten_rules.service.robot import RobotSender
+from kryten_rules.service.rulemanager import (
+    MAX_LOGGED_ERRORS,
+    RELOAD_SUBJECT,
+    RuleManager,
+    RulesFailed,
+)
+from kryten_rules.service.statesync import StateSync
+from kryten_rules.service.watch import FileWatcher
+from kryten_rules.version import __version__
+from kryten_rules.wire import parse_userlist_kv, subscribe_subject, userlist_bucket
 
 __all__ = [
     "DISCOVERY_SUBJECT",

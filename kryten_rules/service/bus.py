@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..redact import mask_credentials
+from kryten_rules.redact import mask_credentials
 
 log = logging.getLogger("kryten_rules.service")
 

@@ -25,11 +25,11 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from ..config import ServiceConfig
-from ..engine import Decision
-from ..units import parse_duration, parse_rank
-from ..wire import COMMAND_SUBJECT, envelope, event_subject
-from .bot import Bot
+from kryten_rules.config import ServiceConfig
+from kryten_rules.engine.evaluate import Decision
+from kryten_rules.service.bot import Bot
+from kryten_rules.units import parse_duration, parse_rank
+from kryten_rules.wire import COMMAND_SUBJECT, envelope, event_subject
 
 # Several users, a few seconds apart: the global cooldown (5s) passes between
 # lines, and one line shows a cooldown blocking a reply.

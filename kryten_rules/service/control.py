@@ -23,14 +23,14 @@ import socket
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from ..explain import explain_event_isolated
-from ..redact import mask_credentials
-from ..units import parse_rank
-from .bus import Message
+from kryten_rules.redact import mask_credentials
+from kryten_rules.service.bus import Message
+from kryten_rules.tools.explain import explain_event_isolated
+from kryten_rules.units import parse_rank
+from kryten_rules.version import __version__
 
 if TYPE_CHECKING:
-    from .bot import Bot
+    from kryten_rules.service.bot import Bot
 
 SERVICE = "rules"
 RULES_COMMAND_SUBJECT = "kryten.rules.command"

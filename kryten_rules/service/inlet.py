@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..clock import Clock
-from ..engine import Decision, Engine
-from ..intake import Ignored, IgnoreReason, Intake
-from ..quietlog import QuietLog
-from ..wire import MalformedEvent, decode_message, rank_changes
-from .bus import Message
-from .metrics import Metrics
-from .replies import Replies
+from kryten_rules.clock import Clock
+from kryten_rules.engine.evaluate import Decision, Engine
+from kryten_rules.intake import Intake
+from kryten_rules.quietlog import QuietLog
+from kryten_rules.senders import Ignored, IgnoreReason
+from kryten_rules.service.bus import Message
+from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.replies import Replies
+from kryten_rules.wire import MalformedEvent, decode_message, rank_changes
 
 log = logging.getLogger("kryten_rules.service")
 

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .delivery import SENT, SKIPPED, Delivery
+from kryten_rules.service.delivery import SENT, SKIPPED, Delivery
 
 
 @dataclass(frozen=True, slots=True)

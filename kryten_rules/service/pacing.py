@@ -21,8 +21,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..quietlog import QuietLog
-from .delivery import CONFIRMED, QUEUE_FULL, SHUTDOWN, TOO_OLD, Delivery, send_failed
+from kryten_rules.quietlog import QuietLog
+from kryten_rules.service.delivery import (
+    CONFIRMED,
+    QUEUE_FULL,
+    SHUTDOWN,
+    TOO_OLD,
+    Delivery,
+    send_failed,
+)
 
 log = logging.getLogger(__name__)
 

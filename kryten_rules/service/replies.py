@@ -17,18 +17,18 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..engine import Decision, Engine
-from ..llm.chain import ChainResult
-from ..quietlog import QuietLog
-from ..ruleset import RuleSet
-from .delivery import SHUTDOWN
-from .lanes import Lane
-from .metrics import Metrics
-from .outcome import PartOutcomes, Summary
-from .pacing import Outgoing, Pacer
-from .responder import ReplyPlan, Responder, reply_via
-from .responselog import ResponseLog, response_record
-from .robot import RobotSender
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.dispatch.llm.chain import ChainResult
+from kryten_rules.engine.evaluate import Decision, Engine
+from kryten_rules.quietlog import QuietLog
+from kryten_rules.service.delivery import SHUTDOWN
+from kryten_rules.service.lanes import Lane
+from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.outcome import PartOutcomes, Summary
+from kryten_rules.service.pacing import Outgoing, Pacer
+from kryten_rules.service.responder import ReplyPlan, Responder, reply_via
+from kryten_rules.service.responselog import ResponseLog, response_record
+from kryten_rules.service.robot import RobotSender
 
 log = logging.getLogger("kryten_rules.service")
 

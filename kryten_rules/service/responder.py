@@ -17,18 +17,18 @@ import os
 import time
 from dataclasses import dataclass, replace
 
-from ..config import ChainConfig, ServiceConfig
-from ..engine import Decision
-from ..events import ChatEvent
-from ..llm import ChainRunner, check_api_keys
-from ..llm.chain import ChainResult
-from ..output import prepare_reply
-from ..prompts import render_isolated
-from ..quietlog import QuietLog
-from ..renderworker import RenderPool
-from ..ruleset import RuleSet
-from .metrics import Metrics
-from .outcome import PartOutcomes
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.config import ChainConfig, ServiceConfig
+from kryten_rules.dispatch.llm import ChainRunner, check_api_keys
+from kryten_rules.dispatch.llm.chain import ChainResult
+from kryten_rules.dispatch.prompts import render_isolated
+from kryten_rules.dispatch.renderworker import RenderPool
+from kryten_rules.emit.output import prepare_reply
+from kryten_rules.engine.evaluate import Decision
+from kryten_rules.events import ChatEvent
+from kryten_rules.quietlog import QuietLog
+from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.outcome import PartOutcomes
 
 log = logging.getLogger("kryten_rules.service")
 

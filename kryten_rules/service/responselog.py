@@ -29,10 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..engine import Decision
-from ..llm.chain import ChainResult
-from ..quietlog import QuietLog
-from ..redact import mask_credentials
+from kryten_rules.dispatch.llm.chain import ChainResult
+from kryten_rules.engine.evaluate import Decision
+from kryten_rules.quietlog import QuietLog
+from kryten_rules.redact import mask_credentials
 
 log = logging.getLogger(__name__)
 

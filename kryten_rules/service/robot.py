@@ -13,11 +13,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..config import CytubeConfig
-from ..quietlog import QuietLog
-from ..wire import COMMAND_SUBJECT, pm_command, say_command
-from .bus import Bus, NoResponders, RequestTimeout
-from .delivery import (
+from kryten_rules.config import CytubeConfig
+from kryten_rules.quietlog import QuietLog
+from kryten_rules.service.bus import Bus, NoResponders, RequestTimeout
+from kryten_rules.service.delivery import (
     ROBOT_FAILURES,
     SEND_FAILED,
     Delivery,
@@ -26,8 +25,9 @@ from .delivery import (
     robot_delivery,
     send_failed,
 )
-from .metrics import Metrics
-from .outcome import PartOutcomes
+from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.outcome import PartOutcomes
+from kryten_rules.wire import COMMAND_SUBJECT, pm_command, say_command
 
 log = logging.getLogger("kryten_rules.service")
 

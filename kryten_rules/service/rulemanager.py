@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..config import ServiceConfig
-from ..diagnostics import Diagnostic
-from ..engine import Engine
-from ..load import build_ruleset
-from ..ruleset import RuleSet
-from ..treewalk import files_under
-from .metrics import Metrics
-from .worker import in_daemon_thread
+from kryten_rules.compile.load import build_ruleset
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.config import ServiceConfig
+from kryten_rules.diagnostics import Diagnostic
+from kryten_rules.engine.evaluate import Engine
+from kryten_rules.ruleformat.treewalk import files_under
+from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.worker import in_daemon_thread
 
 log = logging.getLogger("kryten_rules.service")
 

@@ -1,7 +1,7 @@
 """Write-behind state: a :class:`MemoryStore` loaded from, and flushed to, a backend.
 
 The engine decides against the in-memory store only (no awaits on its hot
-path); this task keeps a :class:`~kryten_rules.state.StateBackend` (a
+path); this task keeps a :class:`~kryten_rules.engine.state.StateBackend` (a
 JetStream KV bucket next, issue #14) in step with it: everything at start,
 the journal of changed keys every ``interval`` seconds, the rest at stop.
 See ``kryten_rules/state.py`` for the interface.
@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Collection, Mapping
 
-from ..state import Key, MemoryStore, StateBackend, Value
+from kryten_rules.engine.state import Key, MemoryStore, StateBackend, Value
 
 log = logging.getLogger("kryten_rules.service")
 

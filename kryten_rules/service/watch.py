@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-from ..quietlog import QuietLog
+from kryten_rules.quietlog import QuietLog
 
 log = logging.getLogger(__name__)
 

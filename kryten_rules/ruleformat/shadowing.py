@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .diagnostics import Diagnostic, warning
-from .resolve import RuleSetSpec, RuleSpec
-from .yamlload import Node
+from kryten_rules.diagnostics import Diagnostic, warning
+from kryten_rules.ruleformat.resolve import RuleSetSpec, RuleSpec
+from kryten_rules.ruleformat.yamlload import Node
 
 
 def _match_terms(match: Node | None) -> dict[str, frozenset[str]]:

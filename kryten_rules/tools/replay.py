@@ -22,11 +22,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from .clock import VirtualClock
-from .engine import Engine
-from .intake import DEFAULT_HISTORY_SLACK, Ignored, Intake
-from .ruleset import RuleSet
-from .wire import MalformedEvent, decode_message, event_subject, rank_changes
+from kryten_rules.clock import VirtualClock
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.config import DEFAULT_HISTORY_SLACK
+from kryten_rules.engine.evaluate import Engine
+from kryten_rules.intake import Intake
+from kryten_rules.senders import Ignored
+from kryten_rules.wire import MalformedEvent, decode_message, event_subject, rank_changes
 
 
 @dataclass(frozen=True, slots=True)

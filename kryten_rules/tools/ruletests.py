@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .clock import VirtualClock
-from .config import ServiceConfig
-from .diagnostics import Diagnostic, RuleSetError
-from .engine import Decision, Engine
-from .events import ChatEvent, Media
-from .load import check_paths, load_config, load_ruleset
-from .prompts import render
-from .ruleset import RuleSet
-from .units import parse_duration, parse_rank
-from .yamlload import Node
+from kryten_rules.clock import VirtualClock
+from kryten_rules.compile.load import check_paths, load_config, load_ruleset
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.config import ServiceConfig
+from kryten_rules.diagnostics import Diagnostic, RuleSetError
+from kryten_rules.dispatch.prompts import render
+from kryten_rules.engine.evaluate import Decision, Engine
+from kryten_rules.events import ChatEvent, Media
+from kryten_rules.ruleformat.yamlload import Node
+from kryten_rules.units import parse_duration, parse_rank
 
 DEFAULT_BOT = "kryten"  # the bot's name in a test file with neither `bot` nor `config`
 

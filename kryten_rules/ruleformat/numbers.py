@@ -15,10 +15,10 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .diagnostics import Diagnostic, Span, error
+from kryten_rules.diagnostics import Diagnostic, Span, error
 
 if TYPE_CHECKING:
-    from .yamlload import Node
+    from kryten_rules.ruleformat.yamlload import Node
 
 # Larger than any count, rank, priority or number of seconds a rule file
 # means, and still exact as a float (durations and multipliers are floats).

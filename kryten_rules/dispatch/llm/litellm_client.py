@@ -9,7 +9,7 @@ LiteLLM's loggers to themselves and switch off its debug prints.
 A :class:`Completion` turns ``(model, messages, timeout)`` into a
 :class:`CompletionResult` or raises :class:`CompletionError` with one of the
 outcomes ``timeout``, ``rate_limited``, ``server_error``, ``refused`` or
-``bad_response``. :class:`kryten_rules.llm.chain.ChainRunner` owns the chain
+``bad_response``. :class:`kryten_rules.dispatch.llm.chain.ChainRunner` owns the chain
 (order, deadline, circuit breakers, Retry-After); this module owns one call.
 
 API keys are read from the environment variable a model names, at call time,
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Protocol, runtime_checkable
 
-from ..config import ModelConfig
+from kryten_rules.config import ModelConfig
 
 log = logging.getLogger(__name__)
 

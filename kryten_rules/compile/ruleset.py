@@ -19,9 +19,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .diagnostics import Span
-from .templates import CompiledTemplate
-from .trace import FIRED, WOULD_FIRE, TraceEntry
+from kryten_rules.diagnostics import Span
+from kryten_rules.ruleformat.templates import CompiledTemplate
+from kryten_rules.trace import FIRED, WOULD_FIRE, TraceEntry
 
 SCOPES = ("global", "rule", "user", "user_rule")
 WINDOWS = {"per_minute": 60.0, "per_hour": 3600.0, "per_day": 86400.0}
@@ -206,7 +206,11 @@ class RuleSet:
         cache = self._regexes
         rx = cache.get(index)
         if rx is None:
-            from .patterns import compile_one, mention_verifier, word_verifier
+            from kryten_rules.ruleformat.patterns import (
+                compile_one,
+                mention_verifier,
+                word_verifier,
+            )
 
             p = self.patterns[index]
             if p.kind == "word":

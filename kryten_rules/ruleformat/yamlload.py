@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from .diagnostics import Diagnostic, Span, error
-from .gcpause import gc_paused
-from .numbers import int_text_problem, number_problem
-from .sources import MAX_FILE_BYTES, Sources, SourceTooLarge
+from kryten_rules.diagnostics import Diagnostic, Span, error
+from kryten_rules.gcpause import gc_paused
+from kryten_rules.ruleformat.numbers import int_text_problem, number_problem
+from kryten_rules.ruleformat.sources import MAX_FILE_BYTES, Sources, SourceTooLarge
 
 try:  # the C composer is ~10x faster on large rule sets
     from yaml import CSafeLoader as _Loader

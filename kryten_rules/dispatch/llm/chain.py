@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from ..config import ChainConfig, ModelConfig
-from .litellm_client import (
+from kryten_rules.config import ChainConfig, ModelConfig
+from kryten_rules.dispatch.llm.litellm_client import (
     OUTCOME_BAD_RESPONSE,
     OUTCOME_RATE_LIMITED,
     OUTCOME_SERVER_ERROR,

@@ -21,10 +21,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .diagnostics import Span
-from .sources import Sources
-from .units import parse_duration, parse_rank
-from .yamlload import Node, seq
+from kryten_rules.diagnostics import Span
+from kryten_rules.ruleformat.sources import Sources
+from kryten_rules.ruleformat.yamlload import Node, seq
+from kryten_rules.units import parse_duration, parse_rank
 
 MERGED_MAPPINGS = ("cooldown", "limit", "when")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

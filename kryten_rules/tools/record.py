@@ -1,7 +1,7 @@
 """``kryten-rules record``: a channel's events from NATS into a file ``replay`` reads.
 
 Each message on ``kryten.events.cytube.{channel}.>`` becomes one line
-``{"subject": ..., "data": envelope}``, the form :func:`kryten_rules.replay.read_log`
+``{"subject": ..., "data": envelope}``, the form :func:`kryten_rules.tools.replay.read_log`
 reads (``data`` is the envelope as a JSON object, or the message text when it
 is not one: replay then names it as skipped). Lines are flushed as they come,
 so a recording cut short by a crash still replays; SIGINT and SIGTERM stop it
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .wire import subscribe_subject
+from kryten_rules.wire import subscribe_subject
 
 
 def record_line(subject: str, data: bytes) -> str:

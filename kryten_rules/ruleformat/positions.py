@@ -13,8 +13,8 @@ import linecache
 import re
 from pathlib import Path
 
-from .diagnostics import Span
-from .yamlload import Node
+from kryten_rules.diagnostics import Span
+from kryten_rules.ruleformat.yamlload import Node
 
 
 def _lines(file: str) -> list[str]:

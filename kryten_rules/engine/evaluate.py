@@ -33,17 +33,19 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .clock import Clock, SystemClock
-from .events import ChatEvent, Media
-from .intake import sender_ignored
-from .patterns import normalise, strip_mention
-from .ruleset import WINDOWS, Plan, Rule, RuleSet
-from .state import HISTORY_KEPT as HISTORY_KEPT  # the room's constants, importable here
-from .state import HISTORY_LINES as HISTORY_LINES
-from .state import MAX_KNOWN_USERS as MAX_KNOWN_USERS
-from .state import MemoryRoom, MemoryStore, StateStore
-from .trace import BLOCKED, FIRED, SKIPPED, WOULD_FIRE, TraceEntry
-from .units import format_duration, rank_name
+from kryten_rules.clock import Clock, SystemClock
+from kryten_rules.compile.ruleset import WINDOWS, Plan, Rule, RuleSet
+from kryten_rules.engine.state import (
+    HISTORY_KEPT as HISTORY_KEPT,  # the room's constants, importable here
+)
+from kryten_rules.engine.state import HISTORY_LINES as HISTORY_LINES
+from kryten_rules.engine.state import MAX_KNOWN_USERS as MAX_KNOWN_USERS
+from kryten_rules.engine.state import MemoryRoom, MemoryStore, StateStore
+from kryten_rules.events import ChatEvent, Media
+from kryten_rules.ruleformat.patterns import normalise, strip_mention
+from kryten_rules.senders import sender_ignored
+from kryten_rules.trace import BLOCKED, FIRED, SKIPPED, WOULD_FIRE, TraceEntry
+from kryten_rules.units import format_duration, rank_name
 
 log = logging.getLogger(__name__)
 

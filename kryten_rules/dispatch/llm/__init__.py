@@ -4,7 +4,7 @@ Importing this package does not import LiteLLM (about 2 s): that happens on
 the first call, or in :meth:`ChainRunner.prepare` / :func:`load_litellm`.
 """
 
-from .chain import (
+from kryten_rules.dispatch.llm.chain import (
     BREAKER_FAILURES,
     DEFAULT_RETRY_AFTER,
     OUTCOMES,
@@ -12,7 +12,7 @@ from .chain import (
     ChainResult,
     ChainRunner,
 )
-from .litellm_client import (
+from kryten_rules.dispatch.llm.litellm_client import (
     FAILURE_OUTCOMES,
     Completion,
     CompletionError,

@@ -19,9 +19,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from .diagnostics import Diagnostic, error
-from .units import RANKS
-from .yamlload import Node
+from kryten_rules.diagnostics import Diagnostic, error
+from kryten_rules.ruleformat.yamlload import Node
+from kryten_rules.units import RANKS
 
 KINDS = ("rules", "config", "test")
 # The key that tells the three kinds of file apart.

@@ -26,7 +26,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .templatelimits import (
+from kryten_rules.ruleformat.templatelimits import (
     MAX_ITERATIONS,
     MAX_OUTPUT_CHARS,
     MAX_WIDTH,

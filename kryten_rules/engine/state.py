@@ -58,7 +58,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .events import Media
+from kryten_rules.events import Media
 
 Key = tuple[str, ...]
 # Keys of these kinds belong to one rule, whose id is their last element.

@@ -13,15 +13,21 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from .diagnostics import Diagnostic, Span, error
-from .numbers import out_of_range
-from .patterns import PATTERN_MAX_MEM, SET_MAX_PROGRAM, TOO_LARGE, program_size, word_pattern
-from .positions import file_span, template_span
-from .resolve import Numbers, RuleFile, RuleSetSpec, RuleSpec, resolve
-from .shadowing import check_shadowed
-from .templates import check_template
-from .units import DurationRangeError, parse_duration
-from .yamlload import Node, seq
+from kryten_rules.diagnostics import Diagnostic, Span, error
+from kryten_rules.ruleformat.numbers import out_of_range
+from kryten_rules.ruleformat.patterns import (
+    PATTERN_MAX_MEM,
+    SET_MAX_PROGRAM,
+    TOO_LARGE,
+    program_size,
+    word_pattern,
+)
+from kryten_rules.ruleformat.positions import file_span, template_span
+from kryten_rules.ruleformat.resolve import Numbers, RuleFile, RuleSetSpec, RuleSpec, resolve
+from kryten_rules.ruleformat.shadowing import check_shadowed
+from kryten_rules.ruleformat.templates import check_template
+from kryten_rules.ruleformat.yamlload import Node, seq
+from kryten_rules.units import DurationRangeError, parse_duration
 
 PROMPT_KEYS = ("prompt", "prompt_file", "reply")
 TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".txt", ".md")

@@ -48,7 +48,7 @@ from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .templates import CompiledTemplate, TemplateProblem
+    from kryten_rules.ruleformat.templates import CompiledTemplate, TemplateProblem
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class RenderWorkerError(RuntimeError):
 
 
 def _failed(n: int, message: str) -> list[str | TemplateProblem]:
-    from .templates import TemplateProblem
+    from kryten_rules.ruleformat.templates import TemplateProblem
 
     return [TemplateProblem("template-budget", message)] * n
 
@@ -84,7 +84,7 @@ def _failed(n: int, message: str) -> list[str | TemplateProblem]:
 def _decoded(result: Mapping[str, Any]) -> str | TemplateProblem:
     """One worker answer as an outcome. The codes are the ones a render can
     produce (``CompiledTemplate.render``); anything else is a broken worker."""
-    from .templates import TemplateProblem
+    from kryten_rules.ruleformat.templates import TemplateProblem
 
     if "text" in result:
         return str(result["text"])
@@ -122,7 +122,7 @@ class _Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "kryten_rules.renderworker",
+            "kryten_rules.dispatch.renderworker",
             str(budget.memory),
             str(budget.seconds),
             stdin=asyncio.subprocess.PIPE,
@@ -409,13 +409,13 @@ def _write_frame(out: IO[bytes], value: dict[str, Any]) -> None:
 
 @lru_cache(maxsize=1024)
 def _compiled(source: str) -> CompiledTemplate:
-    from .templates import compile_template
+    from kryten_rules.ruleformat.templates import compile_template
 
     return compile_template(source)
 
 
 def _render_one(source: str, context: Mapping[str, Any], memory: int) -> dict[str, Any]:
-    from .templates import TemplateProblem
+    from kryten_rules.ruleformat.templates import TemplateProblem
 
     out_of_memory = {
         "code": BUDGET_CODE,
@@ -433,14 +433,14 @@ def _render_one(source: str, context: Mapping[str, Any], memory: int) -> dict[st
 
 
 def main(argv: Sequence[str]) -> int:
-    """The worker process: ``python -m kryten_rules.renderworker MEMORY SECONDS``."""
+    """The worker process: ``python -m kryten_rules.dispatch.renderworker MEMORY SECONDS``."""
     memory, seconds = int(argv[0]), float(argv[1])
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the service, which stops us
     out = os.fdopen(os.dup(1), "wb")  # the protocol's own descriptor...
     os.dup2(2, 1)  # ...so a stray print cannot corrupt it
     inp = sys.stdin.buffer
-    from .templates import environment
+    from kryten_rules.ruleformat.templates import environment
 
     environment()  # build the sandbox before the limit, and before the first job
     limit = _address_space() + memory

@@ -16,13 +16,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .engine import Decision
-from .quietlog import QuietLog
-from .ruleset import RuleSet
-from .templates import CompiledTemplate, TemplateProblem
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.engine.evaluate import Decision
+from kryten_rules.quietlog import QuietLog
+from kryten_rules.ruleformat.templates import CompiledTemplate, TemplateProblem
 
 if TYPE_CHECKING:
-    from .renderworker import RenderPool
+    from kryten_rules.dispatch.renderworker import RenderPool
 
 log = logging.getLogger(__name__)
 _quiet = QuietLog(log)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / "data"
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
+PACKAGE = Path(__file__).resolve().parent.parent
+DATA = PACKAGE / "data"
+SCHEMAS = PACKAGE / "schemas"
 EXAMPLE_CONFIG = DATA / "kryten-rules.example.yaml"
 CONFIG_NAME = "kryten-rules.yaml"
 # The project files the repository holds; the packaged copies must equal them.

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .clock import VirtualClock
-from .engine import Decision, Engine
-from .events import ChatEvent, Media
-from .prompts import Rendered, render, render_isolated
-from .ruleset import RuleSet
+from kryten_rules.clock import VirtualClock
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.dispatch.prompts import Rendered, render, render_isolated
+from kryten_rules.engine.evaluate import Decision, Engine
+from kryten_rules.events import ChatEvent, Media
 
 if TYPE_CHECKING:
-    from .renderworker import RenderPool
+    from kryten_rules.dispatch.renderworker import RenderPool
 
 
 def _decide(

@@ -4,7 +4,7 @@ Only called on a rule set with no error diagnostics, so it may assume every
 value has the shape the schema promises. It reads the rule model
 (``resolve``): defaults merged, durations and ranks parsed, the order fixed,
 exactly as the checks and the shadowed-rule analysis read them. It does no
-I/O: prompt files come from the load's :class:`~kryten_rules.sources.Sources`,
+I/O: prompt files come from the load's :class:`~kryten_rules.ruleformat.sources.Sources`,
 as the checks read them. Everything the engine needs is built here, once: the
 per-rule plans and candidate tables are forced before the set is returned
 (``RuleSet.tables``), so an engine only evaluates.
@@ -18,9 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .patterns import compile_set, mention_pattern, word_pattern
-from .resolve import MERGED_MAPPINGS, Numbers, RuleFile, RuleSetSpec, resolve
-from .ruleset import (
+from kryten_rules.compile.ruleset import (
     WINDOWS,
     Budget,
     Matcher,
@@ -31,8 +29,10 @@ from .ruleset import (
     Rule,
     RuleSet,
 )
-from .templates import CompiledTemplate, compile_template
-from .yamlload import Node
+from kryten_rules.ruleformat.patterns import compile_set, mention_pattern, word_pattern
+from kryten_rules.ruleformat.resolve import MERGED_MAPPINGS, Numbers, RuleFile, RuleSetSpec, resolve
+from kryten_rules.ruleformat.templates import CompiledTemplate, compile_template
+from kryten_rules.ruleformat.yamlload import Node
 
 __all__ = ["MERGED_MAPPINGS", "compile_rules", "digest_of"]
 

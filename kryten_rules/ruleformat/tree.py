@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from .diagnostics import Diagnostic, Span, error
+from kryten_rules.diagnostics import Diagnostic, Span, error
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
