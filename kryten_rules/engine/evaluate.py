@@ -1,4 +1,9 @@
-"""Stage 4, evaluate: one event against the compiled rules -> a :class:`Decision`.
+"""Evaluate one event against the compiled rules -> a :class:`Decision`.
+
+One module because :meth:`Engine.evaluate` and the gates it calls share the
+engine's tables on the hot path (a few microseconds an event); the pure gate
+predicates are in ``gates.py``, the decision in ``decision.py`` and the
+template context in ``context.py``.
 
 Semantics are docs/rules.md "Evaluation": rules whose ``on`` fits are tried by
 priority; the first that passes every gate fires and nothing else does. The
@@ -30,11 +35,12 @@ import copy
 import logging
 import random
 from collections.abc import Collection, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from kryten_rules.clock import Clock, SystemClock
 from kryten_rules.compile.ruleset import WINDOWS, Plan, Rule, RuleSet
+from kryten_rules.engine.decision import Decision
+from kryten_rules.engine.gates import match_miss, media_miss
 from kryten_rules.engine.state import (
     HISTORY_KEPT as HISTORY_KEPT,  # the room's constants, importable here
 )
@@ -42,10 +48,10 @@ from kryten_rules.engine.state import HISTORY_LINES as HISTORY_LINES
 from kryten_rules.engine.state import MAX_KNOWN_USERS as MAX_KNOWN_USERS
 from kryten_rules.engine.state import MemoryRoom, MemoryStore, StateStore
 from kryten_rules.events import ChatEvent, Media
-from kryten_rules.ruleformat.patterns import normalise, strip_mention
+from kryten_rules.ruleformat.patterns import normalise
 from kryten_rules.senders import sender_ignored
 from kryten_rules.trace import BLOCKED, FIRED, SKIPPED, WOULD_FIRE, TraceEntry
-from kryten_rules.units import format_duration, rank_name
+from kryten_rules.units import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -53,110 +59,11 @@ MAX_TEXT = 4_000  # CyTube cuts chat at a few hundred characters; anything longe
 
 STATE_FULL = "state_full"
 STATE_FULL_DETAIL = "the state store is full of running cooldowns and budgets"
-_NOT_MATCHED = ("no_match", "disabled")
 # The second element of every shadow rule's state key (``("rule", SHADOW, id)``):
 # a name no CyTube user can have, and the rule id stays last for drop_rules.
 SHADOW = "~shadow"
-_NO_SHADOW: tuple[Rule, ...] = ()
 
 
-class Decision:
-    """What the engine decided for one event, and why.
-
-    ``context`` (what the templates see) is built on first access from what
-    was true when the event was decided.
-    """
-
-    __slots__ = (
-        "_context",
-        "_make_context",
-        "_shadow_ids",
-        "_uncommitted",
-        "event",
-        "ignored",
-        "rule",
-        "trace",
-        "would_fire",
-    )
-
-    def __init__(
-        self,
-        event: ChatEvent,
-        rule: Rule | None = None,
-        trace: tuple[TraceEntry, ...] = (),
-        ignored: str | None = None,
-        make_context: Any = None,
-        would_fire: tuple[Rule, ...] = _NO_SHADOW,
-        shadow_ids: frozenset[str] = frozenset(),
-    ) -> None:
-        self.event = event
-        # shadow rules that passed every gate (docs/rules.md "Shadow rules"); never `rule`
-        self.would_fire = would_fire
-        self._shadow_ids = shadow_ids
-        self.rule = rule
-        self.trace = trace
-        self.ignored = ignored  # why the event never reached the rules (an IgnoreReason)
-        self._make_context = make_context
-        self._context: dict[str, Any] | None = None
-        # (user key, time) of a firing whose cooldowns and budgets are not yet
-        # spent: see Engine.evaluate(commit=False) and Engine.commit
-        self._uncommitted: tuple[str, float] | None = None
-
-    @property
-    def fired(self) -> str | None:
-        """The id of the rule that fired, or None."""
-        return self.rule.id if self.rule is not None else None
-
-    @property
-    def would_fire_ids(self) -> list[str]:
-        return [r.id for r in self.would_fire]
-
-    def shadow_decisions(self) -> list[Decision]:
-        """One decision per shadow rule that would have fired, as if it had fired
-        (``shadow`` is true): what the service renders and logs, never sends."""
-        return [
-            Decision(self.event, r, self.trace, None, self._make_context)
-            for r in self.would_fire
-        ]
-
-    @property
-    def context(self) -> dict[str, Any] | None:
-        if self._context is None and self._make_context is not None and self.rule is not None:
-            # _make_context is kept: shadow_decisions() builds theirs from it too
-            self._context = _build_context(self.rule, self.event, *self._make_context)
-        return self._context
-
-    @property
-    def shadow(self) -> bool:
-        return self.rule is not None and self.rule.mode == "shadow"
-
-    @property
-    def blocked(self) -> str | None:
-        """The reason that stopped the first rule that matched, when nothing fired.
-
-        A vetoed rule counts as matched: its words were there, a veto stopped it.
-        """
-        if self.fired is not None:
-            return None
-        shadow = self._shadow_ids
-        for t in self.trace:
-            if t.reason is not None and t.reason not in _NOT_MATCHED and t.rule not in shadow:
-                return t.reason  # a shadow rule's gates are its own: they stop nothing
-        return None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "fired": self.fired,
-            "would_fire": self.would_fire_ids,
-            "trace": [t.as_dict() for t in self.trace],
-            "ignored": self.ignored,
-        }
-
-    def __repr__(self) -> str:
-        return f"Decision(fired={self.fired!r}, blocked={self.blocked!r}, ignored={self.ignored!r})"
-
-
-ChannelState = MemoryRoom  # the room, as state.py keeps it (RoomState)
 
 
 class Engine:
@@ -185,7 +92,7 @@ class Engine:
         self.pinned_draw: float | None = None
         # `is None`, not `or`: an empty store has len 0 and is falsy
         self.state: StateStore = state if state is not None else MemoryStore(self.clock.now)
-        self.room = ChannelState()
+        self.room = MemoryRoom()
         self._channel = channel
         self.ignore_users = frozenset(u.lower() for u in ignore_users)
         self._bot_name = bot_name
@@ -424,7 +331,7 @@ class Engine:
             return TraceEntry(rule.id, SKIPPED, "disabled")
         plan = self._plans[rule.index]
         if full or not plan.single_group:
-            miss = _match(rule, present)
+            miss = match_miss(rule, present)
             if miss:
                 return TraceEntry(rule.id, BLOCKED if miss == "vetoed" else SKIPPED, miss)
         if plan.conditions:
@@ -469,7 +376,7 @@ class Engine:
         if user in rule.not_users:
             return "condition.not_users", f"{user} is excluded"
         if rule.media is not None:
-            why = _media_miss(rule, self.room.media)
+            why = media_miss(rule, self.room.media)
             if why:
                 return "condition.media", why
         return None
@@ -568,92 +475,6 @@ class Engine:
 _NONE_PRESENT: tuple[int, ...] = ()
 _NO_MULTIPLIER = (1.0, 1.0)
 
-
-def _build_context(
-    rule: Rule,
-    event: ChatEvent,
-    decided_with: tuple[RuleSet, int | None, ChannelState, str],
-    text: str,
-    present: Collection[int],
-    rank: int,
-    now: float,
-    media: Media | None,
-    history_count: int,
-) -> dict[str, Any]:
-    """What the templates see (docs/rules.md "Template variables"), as it was at the decision."""
-    ruleset, mention_index, room, channel = decided_with
-    matched, groups = _matched_text(ruleset, rule, text, present)
-    persona = ruleset.persona
-    mention = ruleset.regex(mention_index) if mention_index is not None else None
-    return {
-        "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
-        "message": strip_mention(text, mention),
-        "text": text,
-        "match": matched,
-        "groups": groups,
-        "media": None
-        if media is None
-        else {
-            "title": media.title,
-            "duration": media.duration,
-            "type": media.type,
-            "id": media.id,
-        },
-        "history": [{"user": u, "text": t} for u, t in room.history_before(history_count)],
-        "persona": {
-            "name": persona.name if persona else ruleset.bot_name,
-            "aliases": list(persona.aliases) if persona else [],
-        },
-        "channel": channel,
-        "rule": {"id": rule.id, "description": rule.description},
-        "now": datetime.fromtimestamp(now, UTC),
-    }
-
-
-def _match(rule: Rule, present: Collection[int]) -> str | None:
-    m = rule.matcher
-    if m.mention is not None and m.mention not in present:
-        return "no_match"
-    one_of = m.one_of
-    if one_of and not any(p in present for p in one_of):
-        return "no_match"
-    if m.all and not all(p in present for p in m.all):
-        return "no_match"
-    if m.none and any(p in present for p in m.none):
-        return "vetoed"
-    return None
-
-
-def _media_miss(rule: Rule, media: Media | None) -> str | None:
-    cond = rule.media
-    assert cond is not None
-    if media is None:
-        return "nothing is playing"
-    if cond.min_duration is not None and media.duration < cond.min_duration:
-        return f"{format_duration(media.duration)} < {format_duration(cond.min_duration)}"
-    if cond.max_duration is not None and media.duration > cond.max_duration:
-        return f"{format_duration(media.duration)} > {format_duration(cond.max_duration)}"
-    if cond.title_any and not any(t in media.title.lower() for t in cond.title_any):
-        return "title does not match"
-    return None
-
-
-def _matched_text(
-    ruleset: RuleSet, rule: Rule, text: str, present: Collection[int]
-) -> tuple[str, list[str]]:
-    """The words that made the rule match, and a regex's capture groups."""
-    m = rule.matcher
-    for idx in m.regex:
-        if idx in present:
-            found = ruleset.regex(idx).search(text)
-            if found:
-                return found.group(0), [g or "" for g in found.groups()]
-    for idx in m.any + m.all + ((m.mention,) if m.mention is not None else ()):
-        if idx in present:
-            found = ruleset.regex(idx).search(text)
-            if found:
-                return found.group(0).lstrip("@"), []
-    return "", []
 
 
 __all__ = ["Decision", "Engine", "TraceEntry"]

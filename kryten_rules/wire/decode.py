@@ -1,21 +1,8 @@
-"""The Kryten-Robot wire protocol: subjects, event envelopes, commands, KV values.
+"""Decoding Kryten-Robot's events: the trust boundary.
 
-Pure functions, no I/O, so the bus adapter, the terminal chat client and the
-tests share one definition of the protocol. Every fact here was checked
-against kryten-robot 1.12.6 (``kryten.subject_builder``, ``kryten.raw_event``,
-``kryten.robot_command_handler``, ``kryten.state_manager``) and is exercised
-against that package by ``tests/test_conformance_robot.py``.
-
-Decoding is the trust boundary: anything on NATS may be published by anyone,
-so :func:`decode_message` turns *any* input into a :class:`Decoded`, ``None``
-(an event we do not use) or :class:`MalformedEvent` with a short reason, and
-never raises anything else. The service logs the reason and moves on.
-
-Text fields are kept as CyTube sends them (HTML-escaped) except that lone
-UTF-16 surrogates (``"\\ud800"`` escapes, which CyTube can relay from browser
-JavaScript) become U+FFFD and NUL characters are removed: both would break
-UTF-8 encoding or C-string consumers further down the pipeline, and dropping
-the whole message for them would punish the user for a client bug.
+Anything on NATS may be published by anyone, so :func:`decode_message` turns
+*any* input into a :class:`Decoded`, ``None`` (an event we do not use) or
+:class:`MalformedEvent` with a short reason, and never raises anything else.
 """
 
 from __future__ import annotations
@@ -23,50 +10,16 @@ from __future__ import annotations
 import json
 import math
 import re
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from kryten_rules.events import ChatEvent, Media
-
-__all__ = [
-    "COMMAND_SUBJECT",
-    "MAX_MESSAGE_BYTES",
-    "USERLIST_KEY",
-    "Decoded",
-    "MalformedEvent",
-    "UserList",
-    "UserUpdate",
-    "WireEvent",
-    "decode_message",
-    "envelope",
-    "event_subject",
-    "normalize_token",
-    "parse_userlist_kv",
-    "pm_command",
-    "rank_changes",
-    "say_command",
-    "subscribe_subject",
-    "userlist_bucket",
-]
-
-COMMAND_SUBJECT = "kryten.robot.command"
-"""Where Kryten-Robot's ``RobotCommandHandler`` listens (request-reply capable)."""
-
-EVENT_PREFIX = "kryten.events.cytube"
-"""Kryten-Robot publishes every CyTube event under this prefix; the domain is not in it."""
-
-USERLIST_KEY = "users"
-"""Key of the whole user list in the ``kryten_{channel}_userlist`` KV bucket."""
+from kryten_rules.wire.subjects import EVENT_PREFIX, normalize_token
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 """Largest message we parse. NATS' default max payload; checked before decoding
 so a hostile publisher cannot make us spend time or memory on ``json.loads``."""
 
-_MAX_TOKEN_LENGTH = 100  # kryten.subject_builder.MAX_TOKEN_LENGTH
-_MAX_SUBJECT_LENGTH = 255  # kryten.subject_builder.build_subject's final check
-_SUBJECT_DROP_CHARS = "!@#$%^&*()+=[]{|}\\:;\"'<>,?/"  # kryten.subject_builder
 _NAME_MAX = 64  # CyTube names are at most 20 chars; leave room, but bound it.
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -170,97 +123,6 @@ class Decoded:
         if isinstance(ev, UserUpdate) and ev.joined:
             return ChatEvent(kind="adduser", user=ev.name, rank=ev.rank, at=self.at or 0.0)
         return None
-
-
-# --------------------------------------------------------------------------- subjects
-
-
-def normalize_token(token: str) -> str:
-    """Normalize a channel or event name exactly as ``kryten.subject_builder`` does.
-
-    Lowercase, dots removed, spaces to hyphens, NATS wildcards and the
-    characters ``!@#$%^&*()+=[]{|}\\:;"'<>,?/`` removed, cut to 100 characters.
-    Copied rather than approximated because a subscription that differs by
-    one character silently receives nothing.
-    """
-    token = token.lower().replace(".", "").replace(" ", "-")
-    token = token.replace("*", "").replace(">", "")
-    for char in _SUBJECT_DROP_CHARS:
-        token = token.replace(char, "")
-    return token[:_MAX_TOKEN_LENGTH]
-
-
-def _channel_token(channel: str) -> str:
-    token = normalize_token(channel)
-    if not token:
-        raise ValueError("channel is empty after normalization")
-    return token
-
-
-def event_subject(channel: str, event_name: str) -> str:
-    """The subject Kryten-Robot publishes ``event_name`` on for ``channel``.
-
-    ``event_subject("420Grindhouse", "chatMsg") ==
-    "kryten.events.cytube.420grindhouse.chatmsg"``. Raises ``ValueError``
-    (as kryten-robot does) for names that normalize to nothing or a subject
-    over 255 characters.
-    """
-    event = normalize_token(event_name)
-    if not event:
-        raise ValueError("event name is empty after normalization")
-    subject = f"{EVENT_PREFIX}.{_channel_token(channel)}.{event}"
-    if len(subject) > _MAX_SUBJECT_LENGTH:
-        raise ValueError("subject exceeds 255 characters")
-    return subject
-
-
-def subscribe_subject(channel: str) -> str:
-    """Wildcard subject for every event of one channel: ``kryten.events.cytube.{ch}.>``."""
-    return f"{EVENT_PREFIX}.{_channel_token(channel)}.>"
-
-
-def userlist_bucket(channel: str) -> str:
-    """JetStream KV bucket where Kryten-Robot keeps the user list (key :data:`USERLIST_KEY`).
-
-    The channel is used *as configured* in kryten-robot (case kept, not
-    normalized): ``kryten_420Grindhouse_userlist``. Note the asymmetry with
-    the event subjects, which are lowercased.
-    """
-    if not channel:
-        raise ValueError("channel is empty")
-    return f"kryten_{channel}_userlist"
-
-
-# --------------------------------------------------------------------------- envelopes
-
-
-def envelope(
-    event_name: str,
-    payload: Any,
-    *,
-    channel: str,
-    domain: str,
-    timestamp: str | None = None,
-    correlation_id: str | None = None,
-) -> bytes:
-    """Bytes identical to ``kryten.raw_event.RawEvent(...).to_bytes()``.
-
-    Used to *act as* Kryten-Robot (terminal chat client, tests). Key order,
-    ``json.dumps`` defaults (ASCII-escaped, ``", "``/``": "`` separators) and
-    the timestamp format (``datetime.now(UTC).isoformat()``, i.e.
-    ``...+00:00``) all match, so the conformance test compares bytes.
-    ``channel`` and ``domain`` go in unnormalized, as the robot's config has them.
-    """
-    return json.dumps(
-        {
-            "event_name": event_name,
-            "payload": payload,
-            "channel": channel,
-            "domain": domain,
-            "timestamp": timestamp if timestamp is not None else datetime.now(UTC).isoformat(),
-            "correlation_id": correlation_id if correlation_id is not None else str(uuid.uuid4()),
-        }
-    ).encode("utf-8")
 
 
 # --------------------------------------------------------------------------- decoding
@@ -514,97 +376,3 @@ def parse_userlist_kv(value: bytes | bytearray | memoryview) -> list[tuple[str, 
     return list(_user_pairs(users))
 
 
-# --------------------------------------------------------------------------- commands
-
-
-def _command(
-    command: str,
-    args: dict[str, str],
-    *,
-    domain: str,
-    channel: str,
-    source: str,
-    request_id: str | None,
-) -> bytes:
-    if not domain or not channel:
-        # Kryten-Robot applies its domain/channel guard only when *both* are
-        # present; an empty one would make any robot on the bus execute it.
-        raise ValueError("domain and channel are required")
-    body = {
-        "command": command,
-        "args": args,
-        "meta": {
-            "source": source,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "domain": domain,
-            "channel": channel,
-            "request_id": request_id if request_id is not None else str(uuid.uuid4()),
-        },
-    }
-    try:
-        return json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text contains lone surrogates") from None
-
-
-def _check_message(message: str) -> None:
-    if not isinstance(message, str) or not message:
-        raise ValueError("message must be a non-empty string")  # robot: "Missing message"
-    if message.lstrip().startswith("/"):
-        # CyTube runs chat text starting with "/" as a command (/clear, /kick
-        # with a moderator bot). The emit stage must never produce it; this is
-        # the last line of defence before the bridge.
-        raise ValueError("message must not start with '/'")
-
-
-def say_command(
-    message: str,
-    *,
-    domain: str,
-    channel: str,
-    source: str = "rules",
-    request_id: str | None = None,
-) -> bytes:
-    """A ``say`` command for :data:`COMMAND_SUBJECT`; Kryten-Robot emits CyTube ``chatMsg``.
-
-    ``domain`` must equal the robot's configured ``cytube.domain`` *exactly*
-    (case-sensitive, dots kept: ``"cytu.be"``) and ``channel`` its channel up
-    to case, or the robot silently drops the command (no error reply).
-    Raises ``ValueError`` for an empty message, one starting with ``/``, lone
-    surrogates, or a missing domain/channel.
-    """
-    _check_message(message)
-    return _command(
-        "say",
-        {"message": message},
-        domain=domain,
-        channel=channel,
-        source=source,
-        request_id=request_id,
-    )
-
-
-def pm_command(
-    to: str,
-    message: str,
-    *,
-    domain: str,
-    channel: str,
-    source: str = "rules",
-    request_id: str | None = None,
-) -> bytes:
-    """A ``pm`` command (args ``to``, ``msg``); Kryten-Robot emits CyTube ``pm``.
-
-    Same domain/channel rules and ``ValueError`` cases as :func:`say_command`.
-    """
-    if not isinstance(to, str) or not to:
-        raise ValueError("to must be a non-empty string")  # robot: "Missing username or message"
-    _check_message(message)
-    return _command(
-        "pm",
-        {"to": to, "msg": message},
-        domain=domain,
-        channel=channel,
-        source=source,
-        request_id=request_id,
-    )

@@ -1,0 +1,80 @@
+"""What the templates see: the context of a decision (docs/rules.md "Template variables").
+
+Built only when a template is rendered, from what the engine captured when it
+decided (the rule set, the room, the rank and media of that moment), so the
+hot path pays nothing for events no template reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from kryten_rules.compile.ruleset import Rule, RuleSet
+from kryten_rules.engine.state import MemoryRoom
+from kryten_rules.events import ChatEvent, Media
+from kryten_rules.ruleformat.patterns import strip_mention
+from kryten_rules.units import rank_name
+
+
+def build_context(
+    rule: Rule,
+    event: ChatEvent,
+    decided_with: tuple[RuleSet, int | None, MemoryRoom, str],
+    text: str,
+    present: Collection[int],
+    rank: int,
+    now: float,
+    media: Media | None,
+    history_count: int,
+) -> dict[str, Any]:
+    """What the templates see (docs/rules.md "Template variables"), as it was at the decision."""
+    ruleset, mention_index, room, channel = decided_with
+    matched, groups = _matched_text(ruleset, rule, text, present)
+    persona = ruleset.persona
+    mention = ruleset.regex(mention_index) if mention_index is not None else None
+    return {
+        "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
+        "message": strip_mention(text, mention),
+        "text": text,
+        "match": matched,
+        "groups": groups,
+        "media": None
+        if media is None
+        else {
+            "title": media.title,
+            "duration": media.duration,
+            "type": media.type,
+            "id": media.id,
+        },
+        "history": [{"user": u, "text": t} for u, t in room.history_before(history_count)],
+        "persona": {
+            "name": persona.name if persona else ruleset.bot_name,
+            "aliases": list(persona.aliases) if persona else [],
+        },
+        "channel": channel,
+        "rule": {"id": rule.id, "description": rule.description},
+        "now": datetime.fromtimestamp(now, UTC),
+    }
+
+
+def _matched_text(
+    ruleset: RuleSet, rule: Rule, text: str, present: Collection[int]
+) -> tuple[str, list[str]]:
+    """The words that made the rule match, and a regex's capture groups."""
+    m = rule.matcher
+    for idx in m.regex:
+        if idx in present:
+            found = ruleset.regex(idx).search(text)
+            if found:
+                return found.group(0), [g or "" for g in found.groups()]
+    for idx in m.any + m.all + ((m.mention,) if m.mention is not None else ()):
+        if idx in present:
+            found = ruleset.regex(idx).search(text)
+            if found:
+                return found.group(0).lstrip("@"), []
+    return "", []
+
+
+__all__ = ["build_context"]
