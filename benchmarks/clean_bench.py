@@ -11,7 +11,7 @@ What is measured
 * **Replies** (issue #9 item 7): ``clean_reply`` on hostile model replies (a unit
   such as ``"**a "`` repeated to the size) and on a normal one (ordinary model prose
   with some markdown, a speaker label and AI filler, repeated). "new" is
-  ``kryten_rules.emit.output.clean_reply`` *without* the cap, to show that the passes
+  ``kryten_rules.emit.clean.clean_reply`` *without* the cap, to show that the passes
   themselves are linear; "old" is the code before the fix, copied verbatim into
   ``tests/baseline_cleaning.py`` (BASELINE, not used by the service). The last
   column is the service's real path, ``prepare_reply`` (cap, clean, neutralise,
@@ -36,7 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kryten_rules.emit.output import clean_reply, prepare_reply
+from kryten_rules.emit.clean import clean_reply
+from kryten_rules.emit.split import prepare_reply
 from kryten_rules.ruleformat.patterns import normalise
 from tests import baseline_cleaning as baseline
 

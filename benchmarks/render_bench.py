@@ -1,7 +1,7 @@
 """What the render worker's round trip costs on top of the render itself.
 
 The service renders each decision's templates in a worker process
-(``kryten_rules/renderworker.py``) so a hostile template cannot block the
+(``kryten_rules/dispatch/renderpool.py``) so a hostile template cannot block the
 event loop. This measures, for one realistic decision (a fallback_reply, the
 persona's system prompt and a rule prompt over the context the engine builds):
 
@@ -31,7 +31,7 @@ from kryten_rules.clock import VirtualClock
 from kryten_rules.compile.load import load_ruleset
 from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.dispatch.prompts import render, render_isolated
-from kryten_rules.dispatch.renderworker import RenderPool
+from kryten_rules.dispatch.renderpool import RenderPool
 from kryten_rules.engine.evaluate import Decision, Engine
 from kryten_rules.events import ChatEvent, Media
 

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kryten_rules import ChatEvent, VirtualClock, load_ruleset
-from kryten_rules.emit.output import js_length
+from kryten_rules.emit.clean import js_length
 from kryten_rules.engine.evaluate import Engine
 from kryten_rules.ruleformat.patterns import normalise
 from kryten_rules.service.bot import Bot

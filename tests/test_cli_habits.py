@@ -197,7 +197,7 @@ def test_color(args: list[str], env: dict[str, str], colored: bool) -> None:
 def test_no_color_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from kryten_rules import cli
+    from kryten_rules.cli import app as cli
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -1644,8 +1644,8 @@ def test_media_events_are_not_counted_against_a_user(tmp_path: Path) -> None:
 
 
 def test_history_snapshot_is_the_lines_before_the_decision_even_when_read_late() -> None:
-    from kryten_rules.engine.state import HISTORY_LINES
-    from kryten_rules.engine.state import MemoryRoom as ChannelState
+    from kryten_rules.engine.room import HISTORY_LINES
+    from kryten_rules.engine.room import MemoryRoom as ChannelState
 
     room = ChannelState()
 

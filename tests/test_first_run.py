@@ -22,6 +22,7 @@ import yaml
 from click.testing import CliRunner
 
 from kryten_rules import cli
+from kryten_rules.cli.service import route_to_chain
 from kryten_rules.compile.load import load_config
 from kryten_rules.service.chat import ChatClient
 from kryten_rules.tools.project import DATA, packaged_files
@@ -166,7 +167,7 @@ def test_chat_without_nats_server_is_a_message_and_exit_2(
 
 def test_chat_demo_routes_every_rule_to_the_demo_chain() -> None:
     config = load_config(ROOT / "kryten-rules.example.yaml")
-    routed = cli._route_to_chain(config, "demo")
+    routed = route_to_chain(config, "demo")
     assert set(routed.chains) == set(config.chains)
     assert all(c.models == ("demo",) for c in routed.chains.values())
     assert set(routed.models) == {"demo"}  # no "OPENAI_API_KEY is not set" noise in the demo

@@ -10,15 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kryten_rules.emit.output import (
-    SAFE_SLASH,
-    clean_reply,
-    js_length,
-    neutralise_command,
-    prepare_reply,
-    reply_cap,
-    split_message,
-)
+from kryten_rules.emit.clean import SAFE_SLASH, clean_reply, js_length, neutralise_command
+from kryten_rules.emit.split import prepare_reply, reply_cap, split_message
 from tests import baseline_cleaning as baseline
 
 PERSONA = ["Cynthia"]
@@ -391,12 +384,12 @@ def test_cleaning_gives_what_the_quadratic_version_gave(
 
 
 def test_invisible_pattern_is_exactly_what_the_per_character_rule_drops() -> None:
-    from kryten_rules.emit.output import _BLANKS, _invisible_re
+    from kryten_rules.emit.clean import BLANKS, invisible_re
 
-    pattern = _invisible_re()
+    pattern = invisible_re()
     for cp in range(0x110000):
         ch = chr(cp)
         dropped = unicodedata.category(ch) in ("Cc", "Cf", "Cs") and not (
-            ch.isspace() or ch in _BLANKS
+            ch.isspace() or ch in BLANKS
         )
         assert (pattern.fullmatch(ch) is not None) == dropped, hex(cp)

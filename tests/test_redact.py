@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from kryten_rules.redact import MaskingFormatter, mask_credentials
-from kryten_rules.service.embedded import _wait_listening, find_nats_server, free_port
+from kryten_rules.service.embedded import find_nats_server, free_port, wait_listening
 from kryten_rules.service.responselog import ResponseLog
 from tests.nats_fixtures import KEY_ENV, KEY_VALUE, RobotClient, make_bot, wait_until, write_config
 
@@ -89,7 +89,7 @@ class AuthNats:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_listening("127.0.0.1", self.port, self.proc, 10)
+        wait_listening("127.0.0.1", self.port, self.proc, 10)
 
     def url(self, password: str = SECRET) -> str:
         return f"nats://bot:{password}@127.0.0.1:{self.port}"

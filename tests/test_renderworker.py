@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from kryten_rules.dispatch import renderworker
-from kryten_rules.dispatch.renderworker import BUDGET_CODE, Budget, RenderPool
+from kryten_rules.dispatch import renderpool, renderworker
+from kryten_rules.dispatch.renderpool import Budget, RenderPool
+from kryten_rules.dispatch.renderworker import BUDGET_CODE
 from kryten_rules.ruleformat.templates import TemplateProblem
 
 # 90,000 loop items, each sorting an 18,000-item list: about a minute of CPU
@@ -147,11 +148,11 @@ async def test_close_stops_every_worker_even_a_busy_one() -> None:
 
 def test_compiled_templates_are_cached_in_the_worker() -> None:
     # the worker's own function, called here: a second render of a source compiles nothing
-    renderworker._compiled.cache_clear()
+    renderworker.compiled.cache_clear()
     source = "{% for i in s %}{{ loop.index }}{% endfor %}"
-    first = renderworker._render_one(source, CONTEXT, FAST.memory)
-    assert renderworker._render_one(source, CONTEXT, FAST.memory) == first
-    info = renderworker._compiled.cache_info()
+    first = renderworker.render_one(source, CONTEXT, FAST.memory)
+    assert renderworker.render_one(source, CONTEXT, FAST.memory) == first
+    info = renderworker.compiled.cache_info()
     assert (info.misses, info.hits) == (1, 1)
 
 
@@ -187,7 +188,7 @@ async def test_a_lone_surrogate_travels_as_text_and_the_worker_lives(pool: Rende
 
 
 async def test_a_template_that_keeps_running_out_is_quarantined(pool: RenderPool) -> None:
-    for _ in range(renderworker.QUARANTINE_STRIKES):
+    for _ in range(renderpool.QUARANTINE_STRIKES):
         (out,) = await pool.render([CPU_HOG], CONTEXT)
         assert isinstance(out, TemplateProblem) and "time budget" in out.message
     replaced = pool.replaced
@@ -201,7 +202,7 @@ async def test_a_template_that_keeps_running_out_is_quarantined(pool: RenderPool
 
 
 async def test_only_the_template_that_ran_out_is_struck(pool: RenderPool) -> None:
-    for _ in range(renderworker.QUARANTINE_STRIKES):
+    for _ in range(renderpool.QUARANTINE_STRIKES):
         await pool.render([CPU_HOG, "never reached {{ user.name }}"], CONTEXT)
     assert pool.quarantined(CPU_HOG)
     assert not pool.quarantined("never reached {{ user.name }}")
@@ -210,9 +211,9 @@ async def test_only_the_template_that_ran_out_is_struck(pool: RenderPool) -> Non
 async def test_a_quarantine_ends_with_its_window(
     pool: RenderPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for _ in range(renderworker.QUARANTINE_STRIKES):
+    for _ in range(renderpool.QUARANTINE_STRIKES):
         await pool.render([CPU_HOG], CONTEXT)
     assert pool.quarantined(CPU_HOG)
-    later = time.monotonic() + renderworker.QUARANTINE_WINDOW + 1
-    monkeypatch.setattr(renderworker.time, "monotonic", lambda: later)
+    later = time.monotonic() + renderpool.QUARANTINE_WINDOW + 1
+    monkeypatch.setattr(renderpool.time, "monotonic", lambda: later)
     assert not pool.quarantined(CPU_HOG)

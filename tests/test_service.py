@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from kryten_rules.emit.output import js_length
+from kryten_rules.emit.clean import js_length
 from kryten_rules.service.bot import (
     DISCOVERY_SUBJECT,
     RELOAD_SUBJECT,

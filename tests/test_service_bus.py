@@ -20,7 +20,7 @@ from kryten_rules.compile.load import load_config, load_ruleset
 from kryten_rules.config import ModelConfig
 from kryten_rules.dispatch.llm import ChainRunner
 from kryten_rules.dispatch.llm.litellm_client import CompletionResult
-from kryten_rules.dispatch.renderworker import RenderPool
+from kryten_rules.dispatch.renderpool import RenderPool
 from kryten_rules.engine.evaluate import Engine
 from kryten_rules.service.bot import RULES_COMMAND_SUBJECT, Bot
 from kryten_rules.service.bus import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kryten_rules import VirtualClock
-from kryten_rules.engine.state import Cooldown, Counter, Key, MemoryRoom, MemoryStore, Value
+from kryten_rules.engine.room import MemoryRoom
+from kryten_rules.engine.state import Cooldown, Counter, Key, MemoryStore, Value
 from kryten_rules.service.statesync import MemoryBackend, StateSync
 
 
@@ -82,7 +83,7 @@ async def test_sync_round_trip_and_a_failed_flush_is_retried() -> None:
 
 
 def test_memory_room_keeps_a_bounded_rank_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("kryten_rules.engine.state.MAX_KNOWN_USERS", 2)
+    monkeypatch.setattr("kryten_rules.engine.room.MAX_KNOWN_USERS", 2)
     room = MemoryRoom()
     room.set_rank("Alice", 2)
     room.set_rank("bob", 1)

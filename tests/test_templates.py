@@ -23,10 +23,10 @@ from kryten_rules.clock import VirtualClock
 from kryten_rules.compile.load import check_paths, load_ruleset
 from kryten_rules.engine.evaluate import Engine
 from kryten_rules.events import ChatEvent, Media
+from kryten_rules.ruleformat.templatecheck import check_template
 from kryten_rules.ruleformat.templates import (
     VARIABLES,
     TemplateProblem,
-    check_template,
     compile_template,
     environment,
 )

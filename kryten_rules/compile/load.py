@@ -15,11 +15,11 @@ from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.config import ServiceConfig, config_from_plain
 from kryten_rules.diagnostics import Diagnostic, RuleSetError, Span, error
 from kryten_rules.gcpause import gc_paused
-from kryten_rules.ruleformat.checks import check_config, check_rule_set, rule_ids
 from kryten_rules.ruleformat.numbers import NUMBER_CODES, check_ranges
 from kryten_rules.ruleformat.patterns import PatternSetError
 from kryten_rules.ruleformat.resolve import RuleFile, RuleSetSpec, resolve
 from kryten_rules.ruleformat.schema import check_schema, did_you_mean, file_kind
+from kryten_rules.ruleformat.setchecks import check_config, check_rule_set, rule_ids
 from kryten_rules.ruleformat.sources import Sources
 from kryten_rules.ruleformat.tree import YAML_SUFFIXES, leads_out, outside_links
 from kryten_rules.ruleformat.treewalk import MAX_DEPTH, files_under, short_path

@@ -22,7 +22,7 @@ from kryten_rules.quietlog import QuietLog
 from kryten_rules.ruleformat.templates import CompiledTemplate, TemplateProblem
 
 if TYPE_CHECKING:
-    from kryten_rules.dispatch.renderworker import RenderPool
+    from kryten_rules.dispatch.renderpool import RenderPool
 
 log = logging.getLogger(__name__)
 _quiet = QuietLog(log)

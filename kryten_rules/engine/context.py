@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kryten_rules.compile.ruleset import Rule, RuleSet
-from kryten_rules.engine.state import MemoryRoom
+from kryten_rules.engine.room import MemoryRoom
 from kryten_rules.events import ChatEvent, Media
 from kryten_rules.ruleformat.patterns import strip_mention
 from kryten_rules.units import rank_name

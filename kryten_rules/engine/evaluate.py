@@ -41,12 +41,8 @@ from kryten_rules.clock import Clock, SystemClock
 from kryten_rules.compile.ruleset import WINDOWS, Plan, Rule, RuleSet
 from kryten_rules.engine.decision import Decision
 from kryten_rules.engine.gates import match_miss, media_miss
-from kryten_rules.engine.state import (
-    HISTORY_KEPT as HISTORY_KEPT,  # the room's constants, importable here
-)
-from kryten_rules.engine.state import HISTORY_LINES as HISTORY_LINES
-from kryten_rules.engine.state import MAX_KNOWN_USERS as MAX_KNOWN_USERS
-from kryten_rules.engine.state import MemoryRoom, MemoryStore, StateStore
+from kryten_rules.engine.room import MemoryRoom
+from kryten_rules.engine.state import MemoryStore, StateStore
 from kryten_rules.events import ChatEvent, Media
 from kryten_rules.ruleformat.patterns import normalise
 from kryten_rules.senders import sender_ignored

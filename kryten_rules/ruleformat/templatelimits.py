@@ -12,7 +12,7 @@ expression ask for gigabytes (``'1'.zfill(999999999)``) or for ever
   operation fed a computed argument is refused before it allocates.
 
 Neither layer can be complete. The hard stop is the render worker's time and
-memory budget (``renderworker.py``); these checks make the known attacks fail
+memory budget (``dispatch/renderpool.py``); these checks make the known attacks fail
 at once, with a message that names the operation, instead of costing a worker.
 """
 

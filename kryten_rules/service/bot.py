@@ -37,7 +37,7 @@ from kryten_rules.clock import Clock, SystemClock
 from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.config import ServiceConfig
 from kryten_rules.dispatch.llm import ChainRunner
-from kryten_rules.dispatch.renderworker import RenderPool, RenderWorkerError
+from kryten_rules.dispatch.renderpool import RenderPool, RenderWorkerError
 from kryten_rules.engine.evaluate import Decision, Engine
 from kryten_rules.engine.state import MemoryStore, StateBackend
 from kryten_rules.intake import Intake

@@ -47,7 +47,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -86,7 +86,7 @@ class EmbeddedNats:
         if self.jetstream:
             args += ["-js", "-sd", str(Path(self._dir.name) / "js")]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_listening(self.host, self.port, self._proc, timeout)
+        wait_listening(self.host, self.port, self._proc, timeout)
         return self
 
     def stop(self) -> None:

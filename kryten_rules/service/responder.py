@@ -22,8 +22,8 @@ from kryten_rules.config import ChainConfig, ServiceConfig
 from kryten_rules.dispatch.llm import ChainRunner, check_api_keys
 from kryten_rules.dispatch.llm.chain import ChainResult
 from kryten_rules.dispatch.prompts import render_isolated
-from kryten_rules.dispatch.renderworker import RenderPool
-from kryten_rules.emit.output import prepare_reply
+from kryten_rules.dispatch.renderpool import RenderPool
+from kryten_rules.emit.split import prepare_reply
 from kryten_rules.engine.evaluate import Decision
 from kryten_rules.events import ChatEvent
 from kryten_rules.quietlog import QuietLog

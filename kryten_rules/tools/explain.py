@@ -11,7 +11,7 @@ from kryten_rules.engine.evaluate import Decision, Engine
 from kryten_rules.events import ChatEvent, Media
 
 if TYPE_CHECKING:
-    from kryten_rules.dispatch.renderworker import RenderPool
+    from kryten_rules.dispatch.renderpool import RenderPool
 
 
 def _decide(

@@ -1,0 +1,200 @@
+"""``test``, ``explain`` and ``replay``: rules tried without a channel."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from kryten_rules.cli.app import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    config_or_exit,
+    default_rules,
+    echo_diagnostics,
+    main,
+    quiet,
+    ruleset_or_exit,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("-k", "keyword", help="Only cases whose name contains this text.")
+def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
+    """Run rule-test files (transcripts in virtual time; no model is called)."""
+    from kryten_rules.tools import ruletests
+
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        click.echo(f"error: no such file or directory: {', '.join(missing)}", err=True)
+        sys.exit(EXIT_USAGE)
+    suite = ruletests.run_files(paths, keyword=keyword)
+    if fmt == "json":
+        click.echo(ruletests.format_json(suite))
+    elif suite.diagnostics:
+        echo_diagnostics(suite.diagnostics, err=True)
+    if suite.diagnostics and any(d.is_error for d in suite.diagnostics):
+        sys.exit(EXIT_USAGE)
+    if fmt == "text":
+        report = ruletests.format_text(suite)
+        if quiet():  # the failures only, not the count
+            report = report.rpartition("\n")[0] if "\n" in report else ""
+        if report:
+            click.echo(report)
+    if not suite.cases:
+        click.echo("error: no test cases found", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_OK if suite.passed else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("text")
+@click.argument("rules", nargs=-1, type=click.Path(exists=True))
+@click.option("--user", default="someone", show_default=True, help="The sender.")
+@click.option("--rank", default="registered", show_default=True, help="The sender's rank.")
+@click.option(
+    "--on",
+    "kind",
+    type=click.Choice(["chatmsg", "pm", "changemedia", "adduser"]),
+    default="chatmsg",
+    show_default=True,
+    help="The event kind.",
+)
+@click.option("--media", "media_title", help="Title of the media now playing.")
+@click.option("--media-duration", default="90m", show_default=True, help="Duration of --media.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Service config (bot name, chains, rules).",
+)
+def explain(
+    text: str,
+    rules: tuple[str, ...],
+    user: str,
+    rank: str,
+    kind: str,
+    media_title: str | None,
+    media_duration: str,
+    fmt: str,
+    config_path: str | None,
+) -> None:
+    """Show why the bot would or would not answer TEXT, rule by rule."""
+    from kryten_rules.tools.explain import explain_event, format_explanation
+    from kryten_rules.units import parse_duration, parse_rank
+
+    config = config_or_exit(config_path)
+    try:
+        rank_value = parse_rank(rank)
+        duration = parse_duration(media_duration)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    ruleset = ruleset_or_exit(list(rules) or default_rules(config), config)
+    result = explain_event(
+        ruleset,
+        text,
+        user=user,
+        rank=rank_value,
+        kind=kind,
+        media_title=media_title,
+        media_duration=duration,
+        channel=config.cytube.channel if config else "",
+    )
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        click.echo(format_explanation(result))
+
+
+@main.command()
+@click.argument("log", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--rules",
+    "rules",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Rule files or directories (repeatable; default: the config's or rules/).",
+)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Name every skipped line, with its line number and reason (text: on stderr).",
+)
+def replay(
+    log: str,
+    rules: tuple[str, ...],
+    config_path: str | None,
+    seed: int,
+    fmt: str,
+    verbose: bool,
+) -> None:
+    """Run a recorded channel (JSONL of Kryten-Robot events) through the rules.
+
+    LOG is what `kryten-rules record` writes, or one envelope per line. Lines
+    that are not events are skipped and counted by reason; --verbose names each.
+    """
+
+    from kryten_rules.config import ServiceConfig
+    from kryten_rules.tools import replay as replay_mod
+
+    config = config_or_exit(config_path)
+    ruleset = ruleset_or_exit(list(rules) or default_rules(config), config)
+    path = Path(log)
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        lines = fh.readlines()
+    show_bar = sys.stderr.isatty() and len(lines) > 2000 and not verbose and not quiet()
+    defaults = config or ServiceConfig()
+    skipped: list[replay_mod.Skipped] = []
+
+    def on_skip(item: replay_mod.Skipped) -> None:
+        if not verbose:
+            return
+        if fmt == "json":
+            skipped.append(item)
+        else:
+            click.echo(f"{log}:{item.line}: skipped: {item.reason}", err=True)
+
+    def run_replay(events: Iterable[str]) -> replay_mod.ReplayStats:
+        return replay_mod.replay(
+            ruleset,
+            events,
+            seed=seed,
+            bot_name=config.bot_name if config else None,
+            ignore_users=defaults.ignore_users,
+            history_slack=defaults.history_slack,
+            on_skip=on_skip,
+        )
+
+    if show_bar:
+        with click.progressbar(lines, label="replaying", file=sys.stderr) as bar:
+            stats = run_replay(bar)
+    else:
+        stats = run_replay(lines)
+    if fmt == "json":
+        out = stats.as_dict()
+        if verbose:
+            out["skipped_lines"] = [{"line": s.line, "reason": s.reason} for s in skipped]
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(replay_mod.format_text(stats))

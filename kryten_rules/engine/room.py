@@ -1,0 +1,81 @@
+"""What the engine knows about the channel: ranks, the media playing, recent chat.
+
+:class:`RoomState` is the interface; :class:`MemoryRoom` the in-process room
+the engine reads directly on its hot path. Unlike cooldowns and budgets, the
+room is rebuilt from the robot (user list, media) after a restart, so it
+has no backend.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kryten_rules.events import Media
+
+HISTORY_LINES = 20  # lines a template sees
+
+
+HISTORY_KEPT = 200  # lines kept, so a reply prepared late still sees its own 20
+
+
+MAX_KNOWN_USERS = 50_000
+
+
+class RoomState(Protocol):
+    """What is known about the channel: ranks, the playing media, recent chat lines."""
+
+    media: Media | None
+    lines: int  # chat lines there ever were (a decision keeps this count)
+
+    def rank_of(self, user: str) -> int: ...
+
+    def set_rank(self, user: str, rank: int) -> None: ...
+
+    def forget_user(self, user: str) -> None: ...
+
+    def add_line(self, user: str, text: str) -> None: ...
+
+    def history_before(self, count: int) -> list[tuple[str, str]]: ...
+
+
+@dataclass(slots=True)
+class MemoryRoom:
+    """The in-process :class:`RoomState`; the engine reads ``ranks`` and
+    ``history`` directly on its hot path."""
+
+    ranks: dict[str, int] = field(default_factory=dict)  # lower-cased name -> rank
+    media: Media | None = None
+    # Recent chat lines, and how many there ever were. A decision keeps only
+    # that count (free to take on every firing) and reads its lines back when
+    # its context is built; 200 lines are kept so that stays exact even when
+    # many lines arrive before a reply is prepared.
+    history: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
+    lines: int = 0
+
+    def rank_of(self, user: str) -> int:
+        return self.ranks.get(user.lower(), 0)
+
+    def set_rank(self, user: str, rank: int) -> None:
+        ranks = self.ranks
+        key = user.lower()
+        if ranks.get(key) == rank:
+            return
+        ranks.pop(key, None)
+        ranks[key] = int(rank)
+        if len(ranks) > MAX_KNOWN_USERS:  # forget whoever was updated longest ago
+            del ranks[next(iter(ranks))]
+
+    def forget_user(self, user: str) -> None:
+        self.ranks.pop(user.lower(), None)
+
+    def add_line(self, user: str, text: str) -> None:
+        self.history.append((user, text))
+        self.lines += 1
+
+    def history_before(self, count: int) -> list[tuple[str, str]]:
+        """The last ``HISTORY_LINES`` lines that came before line number ``count``."""
+        kept = list(self.history)
+        end = len(kept) - (self.lines - count)
+        return kept[max(0, end - HISTORY_LINES) : end] if end > 0 else []
