@@ -21,9 +21,12 @@ MASK = "***"
 # userinfo of a URL: between "://" and the last "@" before the path, as urllib
 # (and so nats-py) splits "u:p@ss@host"
 _USERINFO = re.compile(r"://([^\s/]+)@")
-# secrets passed as query parameters
+# secrets passed as query parameters. The value stops at a bare `"`: replies
+# and lifecycle events are masked as JSON text, and eating the closing quote
+# made the whole payload unparseable; `\"` (an escaped quote) is part of it.
 _QUERY_SECRET = re.compile(
-    r"([?&](?:password|passwd|pass|pwd|token|auth_token|secret|api_key|apikey|key|auth)=)[^&\s#]+",
+    r"([?&](?:password|passwd|pass|pwd|token|auth_token|secret|api_key|apikey|key|auth)=)"
+    r'(?:\\.|[^&\s#"\\])+',
     re.IGNORECASE,
 )
 

@@ -50,6 +50,13 @@ def test_mask_credentials(text: str, masked: str) -> None:
     assert mask_credentials(text) == masked
 
 
+def test_masked_json_stays_json() -> None:
+    # replies are masked as JSON text: the secret's mask must not eat the closing quote
+    doc = {"api_base": "http://h/v1?token=tok123", "odd": 'http://h/?key=a"b&x=1', "n": 1}
+    masked = json.loads(mask_credentials(json.dumps(doc)))
+    assert masked == {"api_base": "http://h/v1?token=***", "odd": "http://h/?key=***&x=1", "n": 1}
+
+
 def test_masking_is_linear_on_hostile_text() -> None:
     # would be quadratic with a scheme pattern that re-scans every letter
     text = "a" * 200_000 + "://" + "b" * 200_000 + "?" + "&token=" * 20_000
