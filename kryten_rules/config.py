@@ -16,6 +16,12 @@ from typing import Any
 from kryten_rules.units import parse_duration
 
 DEFAULT_MAX_MESSAGE_LENGTH = 320
+# /health and /metrics: in the 282xx block the Kryten services share, after
+# userstats 28282, moderator 28284, llm 28286, api-gate 28288, economy 28290
+DEFAULT_METRICS_PORT = 28292
+# lifecycle heartbeat, as the other Kryten services (kryten-robot's registry
+# marks a service stale after 90 s without one)
+DEFAULT_HEARTBEAT = 30.0
 
 DEFAULT_HISTORY_SLACK = 5.0
 """Seconds a chat line's CyTube ``time`` may lie before its arrival and still be live.
@@ -86,11 +92,12 @@ class ServiceConfig:
     ignore_users: frozenset[str] = frozenset()
     log: LogConfig = field(default_factory=LogConfig)
     max_in_flight: int = 4
-    metrics_port: int | None = None
+    metrics_port: int | None = DEFAULT_METRICS_PORT
     metrics_host: str = "127.0.0.1"
     reply_max_age: float = 60.0
     # chat stamped by CyTube more than this before it reached us is replayed history
     history_slack: float = DEFAULT_HISTORY_SLACK
+    heartbeat: float = DEFAULT_HEARTBEAT
 
     @property
     def bot_name(self) -> str:
@@ -170,7 +177,8 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         "max_in_flight",
         "reply_max_age",
         "history_slack",
-        durations=("reply_max_age", "history_slack"),
+        "heartbeat",
+        durations=("reply_max_age", "history_slack", "heartbeat"),
         integers=("max_in_flight",),
     )
     if "ignore_users" in doc:

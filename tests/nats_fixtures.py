@@ -111,8 +111,10 @@ log:
 
 
 def make_bot(config_path: Path, **kw: Any) -> Bot:
-    """A Bot with test-friendly defaults: fast pacing, slow heartbeat, no watcher."""
+    """A Bot with test-friendly defaults: fast pacing, slow heartbeat, no watcher, and
+    /health on a free port (the default 28292 would collide between tests)."""
     kw.setdefault("pacing", (100, 100.0))
+    kw.setdefault("metrics_port", 0)
     kw.setdefault("heartbeat_interval", 60.0)
     kw.setdefault("watch_interval", None)
     return Bot(load_config(config_path), **kw)

@@ -51,7 +51,7 @@ def test_every_default_of_a_minimal_config_is_a_value_of_its_type(tmp_path: Path
     assert config.log == LogConfig()
     assert config.models["m"] == ModelConfig(name="m", model="openai/x")
     assert config.chains["default"] == ChainConfig(name="default", models=("m",))
-    assert config.metrics_host == "127.0.0.1" and config.metrics_port is None
+    assert config.metrics_host == "127.0.0.1" and config.metrics_port == 28292
     for value in (config.nats.url, config.cytube.domain, config.log.level):
         assert isinstance(value, str)
 

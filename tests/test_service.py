@@ -638,7 +638,7 @@ async def test_request_reply_commands(start_bot: BotFactory, client: RobotClient
     missing = await client.request("rules.explain", {})
     assert missing["success"] is False and "text" in missing["error"]
     unknown = await client.request("no.such.command")
-    assert unknown["success"] is False and "unknown command" in unknown["error"]
+    assert unknown["success"] is False and "Unknown command" in unknown["error"]
     bad = await client.nc.request("kryten.rules.command", b"not json", timeout=WAIT)
     assert json.loads(bad.data)["success"] is False
     # and nothing was said in the channel

@@ -164,6 +164,20 @@ STDIN = "-"
 STDIN_NAME = "<stdin>"
 
 
+def chosen_config(path: str | None) -> str:
+    """``--config``, else the first default config path (configpath.py); says which."""
+    from kryten_rules.cli.configpath import NoConfigFound, choose_config
+
+    try:
+        choice = choose_config(path)
+    except NoConfigFound as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    if not choice.given:
+        info(choice.describe(), err=True)
+    return choice.path
+
+
 def read_stdin_to_file() -> Path:
     """Standard input in a file of its own, in this directory when it can be.
 

@@ -15,6 +15,7 @@ from kryten_rules.cli.app import (
     EXIT_USAGE,
     STDIN,
     STDIN_NAME,
+    chosen_config,
     config_or_exit,
     config_rules,
     echo_diagnostics,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option(
     "--config",
     "config_path",
@@ -50,11 +51,15 @@ def validate(paths: tuple[str, ...], config_path: str | None, fmt: str, strict: 
 
     PATHS are files or directories (all *.yaml / *.yml below them); `-` reads
     one file from standard input. A service config brings the rules it points
-    at: `validate kryten-rules.yaml` checks what `run` would load.
+    at: `validate kryten-rules.yaml` checks what `run` would load. Without
+    PATHS: the config `run` would use (./kryten-rules.yaml, else
+    /etc/kryten/kryten-rules/config.yaml).
     """
     from dataclasses import replace
 
     from kryten_rules.compile.load import check_paths
+
+    paths = paths or (chosen_config(None),)
 
     if list(paths).count(STDIN) > 1:
         click.echo("error: `-` (standard input) can be given once", err=True)

@@ -10,6 +10,7 @@ import click
 
 from kryten_rules.cli.app import (
     EXIT_USAGE,
+    chosen_config,
     config_or_exit,
     info,
     main,
@@ -26,19 +27,23 @@ if TYPE_CHECKING:
 @click.option(
     "--config",
     "config_path",
-    required=True,
     type=click.Path(dir_okay=False),
-    help="The service config (kryten-rules.yaml).",
+    help="The service config (default: ./kryten-rules.yaml, else "
+    "/etc/kryten/kryten-rules/config.yaml).",
 )
 @click.option("--dry-run", is_flag=True, help="Decide and log everything, send nothing.")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: the config's).")
-def run_cmd(config_path: str, dry_run: bool, log_level: str | None) -> None:
-    """Run the bot: NATS in, rules, LLM, NATS out. SIGHUP reloads the rules."""
+def run_cmd(config_path: str | None, dry_run: bool, log_level: str | None) -> None:
+    """Run the bot: NATS in, rules, LLM, NATS out. SIGHUP reloads the rules.
+
+    Exits 75 after a group restart (kryten.lifecycle.group.restart), for the
+    supervisor (systemd Restart=on-failure) to start it again.
+    """
     import asyncio
 
-    from kryten_rules.service.bot import Bot, StartupError
+    from kryten_rules.service.bot import EXIT_RESTART, Bot, StartupError
 
-    config = config_or_exit(config_path)
+    config = config_or_exit(chosen_config(config_path))
     setup_logging(log_level or config.log.level)
     bot = Bot(config, dry_run=True if dry_run else None)
     try:
@@ -46,6 +51,8 @@ def run_cmd(config_path: str, dry_run: bool, log_level: str | None) -> None:
     except StartupError as exc:
         click.echo(f"error: {masked(exc)}", err=True)
         sys.exit(EXIT_USAGE)
+    if bot.restart_reason is not None:
+        sys.exit(EXIT_RESTART)
 
 
 def chat_config(path: str | None) -> ServiceConfig:

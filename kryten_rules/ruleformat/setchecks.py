@@ -136,6 +136,9 @@ def check_rule_set(
     return out
 
 
+MIN_HEARTBEAT = 0.1
+
+
 def _config_numbers(root: Node) -> Iterator[Diagnostic]:
     """Durations the schema lets through that the service cannot use.
 
@@ -143,7 +146,7 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
     and exit 1. (NaN and infinity never get this far: the loader reports them
     in every kind of file, see ``numbers.py``.)
     """
-    durations = [(key, root.get(key)) for key in ("reply_max_age", "history_slack")]
+    durations = [(key, root.get(key)) for key in ("reply_max_age", "history_slack", "heartbeat")]
     for section, key in (("chains", "deadline"), ("models", "timeout")):
         block = root.get(section)
         for name, item in block.items() if block is not None else ():
@@ -152,11 +155,19 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
         if given is None or (isinstance(given.value, float) and not math.isfinite(given.value)):
             continue  # absent, or reported by the loader
         try:
-            parse_duration(given.value)
+            seconds = parse_duration(given.value)
         except DurationRangeError as exc:
             yield error("bad-duration", f"{where}: {exc}", given.span)
         except ValueError:
             pass  # the wrong form: the schema reports it
+        else:
+            if where == "heartbeat" and seconds < MIN_HEARTBEAT:
+                # 0 would publish heartbeats in a busy loop
+                yield error(
+                    "bad-duration",
+                    f"heartbeat: at least {MIN_HEARTBEAT:g}s (the ecosystem's is 30s)",
+                    given.span,
+                )
 
 
 def check_config(root: Node) -> Iterator[Diagnostic]:

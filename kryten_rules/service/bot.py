@@ -13,7 +13,8 @@ The data flows one way::
   (render, chain, clean, fallback; no NATS); ``robot.py`` sends each part as
   a request kryten-robot must confirm, paced by ``pacing.py``.
 * ``rulemanager.py``: loading, reloading aside and swapping the rule set.
-* ``control.py``: commands, lifecycle events, health.
+* ``control.py``: commands (``commands.py`` reads them) and health;
+  ``lifecycle.py``: startup, heartbeat, shutdown and restart on request.
 * ``statesync.py``: cooldowns and budgets written behind to a state backend.
 
 Decisions never wait: the bus callback decodes, filters and evaluates an
@@ -44,15 +45,18 @@ from kryten_rules.intake import Intake
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.redact import mask_credentials
 from kryten_rules.service.bus import Bus, ConnectStopped, NatsBus, Subscription, connect_nats
-from kryten_rules.service.control import (
-    DISCOVERY_SUBJECT,
-    RULES_COMMAND_SUBJECT,
-    SERVICE,
-    Control,
-    lifecycle_subject,
-)
+from kryten_rules.service.control import RULES_COMMAND_SUBJECT, Control
 from kryten_rules.service.embedded import EmbeddedNats, EmbeddedNatsError
 from kryten_rules.service.inlet import Inlet
+from kryten_rules.service.lifecycle import (
+    DISCOVERY_SUBJECT,
+    EXIT_RESTART,
+    GROUP_RESTART_SUBJECT,
+    ROBOT_STARTUP_SUBJECT,
+    SERVICE,
+    Lifecycle,
+    lifecycle_subject,
+)
 from kryten_rules.service.metrics import HttpEndpoint, Metrics
 from kryten_rules.service.pacing import Pacer
 from kryten_rules.service.replies import (
@@ -77,6 +81,7 @@ from kryten_rules.wire import parse_userlist_kv, subscribe_subject, userlist_buc
 
 __all__ = [
     "DISCOVERY_SUBJECT",
+    "EXIT_RESTART",
     "FIXED_CONCURRENCY",
     "MAX_LOGGED_ERRORS",
     "MAX_PENDING_FIXED",
@@ -113,7 +118,7 @@ class Bot:
         dry_run: bool | None = None,
         completion: Any = None,
         clock: Clock | None = None,
-        heartbeat_interval: float = 15.0,
+        heartbeat_interval: float | None = None,
         watch_interval: float | None = 1.0,
         metrics_port: int | None = None,
         serve_http: bool = True,
@@ -127,7 +132,12 @@ class Bot:
         self.dry_run = config.dry_run if dry_run is None else dry_run
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
-        self.heartbeat_interval = heartbeat_interval
+        # None: the config's `heartbeat` (30 s, as the other Kryten services)
+        self.heartbeat_interval = (
+            config.heartbeat if heartbeat_interval is None else heartbeat_interval
+        )
+        # set by request_restart(): why the process should exit with EXIT_RESTART
+        self.restart_reason: str | None = None
         self.watch_interval = watch_interval
         # None: the config's port; serve_http=False: no endpoint at all (the terminal chat)
         port = config.metrics_port if metrics_port is None else metrics_port
@@ -170,6 +180,7 @@ class Bot:
         )
         self.rules = RuleManager(config, self.metrics, self._publish_if_connected)
         self.control = Control(self)
+        self.lifecycle = Lifecycle(self)
         self.inlet = Inlet(
             intake=self.intake,
             engine=lambda: self.rules.engine,
@@ -291,7 +302,7 @@ class Bot:
             )
             await self._watcher.prime()
             self._spawn(self._watcher.run(), "watcher")
-        self._spawn(self.control.heartbeat(self.heartbeat_interval), "heartbeat")
+        self._spawn(self.lifecycle.heartbeat(self.heartbeat_interval), "heartbeat")
         if self.metrics_port is not None:
             host = self.config.metrics_host
             http = HttpEndpoint(self.metrics, self.health, host=host, port=self.metrics_port)
@@ -307,7 +318,7 @@ class Bot:
             else:
                 self.http = http
                 log.info("health and metrics on http://%s/metrics", http.address)
-        await self.control.publish_lifecycle("startup")
+        await self.lifecycle.publish("startup")
         log.info(
             "kryten-rules %s: %d rules, channel %s, bot %s%s",
             __version__,
@@ -368,7 +379,9 @@ class Bot:
         self._subs = [
             await bus.subscribe(events, self.inlet.on_message),
             await bus.subscribe(RULES_COMMAND_SUBJECT, self.control.on_command),
-            await bus.subscribe(DISCOVERY_SUBJECT, self.control.on_discovery),
+            await bus.subscribe(DISCOVERY_SUBJECT, self.lifecycle.announce),
+            await bus.subscribe(ROBOT_STARTUP_SUBJECT, self.lifecycle.announce),
+            await bus.subscribe(GROUP_RESTART_SUBJECT, self.lifecycle.on_group_restart),
         ]
         # start() returns only once the server has the subscriptions
         await bus.flush(timeout=10)
@@ -413,7 +426,8 @@ class Bot:
         bus = self.bus
         if bus is not None and bus.connected:
             with contextlib.suppress(Exception):
-                await self.control.publish_lifecycle("shutdown")
+                reason = self.restart_reason or "Normal shutdown"
+                await self.lifecycle.publish("shutdown", reason=reason)
                 await bus.flush(timeout=2)
         if bus is not None and self._own_bus:
             with contextlib.suppress(Exception):
@@ -440,6 +454,11 @@ class Bot:
             await self.stop()
 
     def request_stop(self) -> None:
+        self._stopping.set()
+
+    def request_restart(self, reason: str) -> None:
+        """Stop cleanly; ``kryten-rules run`` then exits with :data:`EXIT_RESTART`."""
+        self.restart_reason = reason
         self._stopping.set()
 
     # --- what the other parts answer ---------------------------------------------------

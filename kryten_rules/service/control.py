@@ -1,12 +1,13 @@
-"""Commands, lifecycle and health: how the service answers the ecosystem.
+"""Commands and health: how the service answers the ecosystem.
 
 * ``kryten.rules.command`` requests (``system.ping``, ``system.health``,
-  ``rules.status``, ``rules.reload``, ``rules.explain``): :meth:`Control.command`
-  gives a successful reply's data or raises; :meth:`Control.on_command` wraps
-  it in the ``{service, command, success, data|error}`` envelope. A new command
-  is one more branch in :meth:`Control.command` (and a line in docs/operator.md).
-* Lifecycle events ``kryten.lifecycle.rules.{startup,heartbeat,shutdown}``, and
-  the startup event again in answer to a discovery poll.
+  ``system.stats``, ``system.config``, ``rules.status``, ``rules.reload``,
+  ``rules.explain``), nested or flat (``commands.py`` reads both):
+  :meth:`Control.command` gives a successful reply's data or raises;
+  :meth:`Control.on_command` wraps it in the ``{service, command, success,
+  data|error}`` envelope. A new command is one more branch in
+  :meth:`Control.command` (and a line in docs/operator.md).
+* Lifecycle events are ``lifecycle.py``'s.
 * Health (``/health`` and ``system.health``): ``degraded`` while NATS is down
   or kryten-robot's latest answer was not a confirmation.
 
@@ -16,15 +17,14 @@ Everything goes out through the bot's :class:`~.bus.Bus`; replies are masked
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import socket
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from kryten_rules.redact import mask_credentials
+from kryten_rules.service import commands
 from kryten_rules.service.bus import Message
+from kryten_rules.service.lifecycle import SERVICE
 from kryten_rules.tools.explain import explain_event_isolated
 from kryten_rules.units import parse_rank
 from kryten_rules.version import __version__
@@ -32,13 +32,16 @@ from kryten_rules.version import __version__
 if TYPE_CHECKING:
     from kryten_rules.service.bot import Bot
 
-SERVICE = "rules"
-RULES_COMMAND_SUBJECT = "kryten.rules.command"
-DISCOVERY_SUBJECT = "kryten.service.discovery.poll"
-
-
-def lifecycle_subject(event: str) -> str:
-    return f"kryten.lifecycle.{SERVICE}.{event}"
+RULES_COMMAND_SUBJECT = f"kryten.{SERVICE}.command"
+COMMANDS = (
+    "system.ping",
+    "system.health",
+    "system.stats",
+    "system.config",
+    "rules.status",
+    "rules.reload",
+    "rules.explain",
+)
 
 
 class Control:
@@ -46,41 +49,6 @@ class Control:
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
-
-    # --- lifecycle ------------------------------------------------------------------
-
-    def lifecycle_payload(self) -> dict[str, Any]:
-        bot = self.bot
-        return {
-            "service": SERVICE,
-            "version": __version__,
-            "hostname": socket.gethostname(),
-            "timestamp": datetime.now(UTC).isoformat(),
-            "uptime_seconds": round(bot.clock.now() - bot.started_at, 3),
-            "metadata": {
-                "channel": bot.config.cytube.channel,
-                "rules": len(bot.ruleset.rules) if bot.engine else 0,
-                "dry_run": bot.dry_run,
-            },
-        }
-
-    async def publish_lifecycle(self, event: str) -> None:
-        bus = self.bot.bus
-        assert bus is not None
-        payload = mask_credentials(json.dumps(self.lifecycle_payload()))
-        await bus.publish(lifecycle_subject(event), payload.encode())
-
-    async def heartbeat(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            bus = self.bot.bus
-            if bus is not None and bus.connected:
-                with contextlib.suppress(Exception):
-                    await self.publish_lifecycle("heartbeat")
-
-    async def on_discovery(self, msg: Message) -> None:
-        with contextlib.suppress(Exception):
-            await self.publish_lifecycle("startup")
 
     # --- health ---------------------------------------------------------------------
 
@@ -116,9 +84,13 @@ class Control:
         """One ``kryten.rules.command`` request; the data of a successful reply."""
         bot = self.bot
         if name == "system.ping":
-            return {"pong": True, "service": SERVICE, "version": __version__}
+            return commands.ping(bot)
         if name == "system.health":
             return self.health()
+        if name == "system.stats":
+            return commands.stats(bot)
+        if name == "system.config":
+            return commands.config(bot)
         if name == "rules.status":
             return bot.rules.status()
         if name == "rules.reload":
@@ -140,7 +112,8 @@ class Control:
                 media_duration=float(args.get("media_duration", 5400)),
                 channel=bot.config.cytube.channel,
             )
-        raise ValueError(f"unknown command {name!r}")
+        # "Unknown command" as the robot words it: kryten-shell looks for it
+        raise ValueError(f"Unknown command {name!r} (known: {', '.join(COMMANDS)})")
 
     async def on_command(self, msg: Message) -> None:
         # nats-py awaits a subscription's callbacks one after another: answered
@@ -150,18 +123,13 @@ class Control:
     async def _answer(self, msg: Message) -> None:
         name = "?"
         try:
-            req = json.loads(msg.data)
-            if not isinstance(req, dict):
-                raise ValueError("the request must be a JSON object")
-            name = str(req.get("command", ""))
-            args = req.get("args") or {}
-            if not isinstance(args, dict):
-                raise ValueError("args must be an object")
+            req = commands.parse_request(msg.data)
+            name = req.command
             reply = {
                 "service": SERVICE,
                 "command": name,
                 "success": True,
-                "data": await self.command(name, args),
+                "data": await self.command(name, req.args),
             }
         except Exception as exc:
             reply = {"service": SERVICE, "command": name, "success": False, "error": str(exc)}
