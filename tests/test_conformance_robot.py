@@ -2,7 +2,7 @@
 
 kryten-robot installs a top-level ``kryten`` package that clashes with
 kryten-py, so it runs in a virtualenv of its own (``.cache/robot-venv`` at the
-repo root, created on first use and reused while it holds the pinned version)
+repo root, made and cached by ``tests/conformance/venvs.py``)
 behind ``tests/conformance/robot_probe.py``, a line-oriented JSON subprocess.
 
 The test skips only when pip cannot install the package (offline); with the
@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,78 +41,18 @@ from kryten_rules.wire import (
     subscribe_subject,
     userlist_bucket,
 )
+from tests.conformance.venvs import pinned_python
 
 ROBOT_VERSION = "1.12.6"
-REPO = Path(__file__).resolve().parents[1]
-VENV = REPO / ".cache" / "robot-venv"
+VENV_NAME = "robot-venv"  # .cache/robot-venv at the repo root, shared with test_conformance_kryten
 PROBE = Path(__file__).resolve().parent / "conformance" / "robot_probe.py"
 CHANNEL = "420Grindhouse"
 DOMAIN = "cytu.be"
 
 
-def _python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def _installed(python: Path) -> str | None:
-    if not python.exists():
-        return None
-    probe = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('kryten-robot'))"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return probe.stdout.strip() if probe.returncode == 0 else None
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"kryten-robot conformance must run in CI: {reason}")
-    pytest.skip(reason)
-
-
 def _robot_python() -> Path:
-    """The cached venv's python, building the venv first if needed.
-
-    Built under a temporary name and renamed into place, so an interrupted
-    install never leaves a half-populated cache that looks valid.
-    """
-    if _installed(_python(VENV)) == ROBOT_VERSION:
-        return _python(VENV)
-    tmp = VENV.with_name(f"robot-venv.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(tmp)], check=True, timeout=300)
-    install = subprocess.run(
-        [
-            str(_python(tmp)),
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "-q",
-            f"kryten-robot=={ROBOT_VERSION}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if install.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tail = (install.stderr or install.stdout).strip().splitlines()[-3:]
-        _unavailable(f"pip could not install kryten-robot=={ROBOT_VERSION}: {' '.join(tail)}")
-    if _installed(_python(VENV)) == ROBOT_VERSION:  # a parallel run finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-        return _python(VENV)
-    shutil.rmtree(VENV, ignore_errors=True)
-    try:
-        os.replace(tmp, VENV)
-    except OSError:  # another test process won the race; use its venv
-        shutil.rmtree(tmp, ignore_errors=True)
-    if _installed(_python(VENV)) != ROBOT_VERSION:
-        pytest.fail(f"{VENV} does not hold kryten-robot=={ROBOT_VERSION}")
-    return _python(VENV)
+    """The cached venv's python (tests/conformance/venvs.py), built first if needed."""
+    return pinned_python(VENV_NAME, "kryten-robot", ROBOT_VERSION)
 
 
 class Probe:
