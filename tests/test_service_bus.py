@@ -30,7 +30,7 @@ from kryten_rules.service.bus import (
     RequestTimeout,
     subject_matches,
 )
-from kryten_rules.service.control import lifecycle_subject
+from kryten_rules.service.lifecycle import lifecycle_subject
 from kryten_rules.service.metrics import Metrics
 from kryten_rules.service.responder import Responder
 from kryten_rules.service.statesync import MemoryBackend
@@ -194,7 +194,7 @@ async def test_commands_over_the_bus(bot: Bot, bus: MemoryBus) -> None:
     explained = await ask("rules.explain", text="cynthia, hello", user="alice")
     assert explained["success"] and explained["data"]["fired"] == "mention"
     unknown = await ask("rules.nope")
-    assert not unknown["success"] and "unknown command" in unknown["error"]
+    assert not unknown["success"] and "Unknown command" in unknown["error"]
     assert (await ask("system.health"))["data"]["nats_connected"] is True
 
 
