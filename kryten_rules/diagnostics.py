@@ -5,8 +5,8 @@ instead of raising on the first problem, so a moderator sees every mistake of
 every file in one run. They are raised once, at the library boundary, inside a
 :class:`RuleSetError`.
 
-Codes are stable strings (kebab-case) that tests, CI filters and the README
-rely on; never rename one, add new ones instead.
+Codes are the members of :class:`~kryten_rules.codes.Code`, the one registry:
+stable kebab-case strings that CI filters and docs/diagnostics.md rely on.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from kryten_rules.codes import Code
+from kryten_rules.errors import KrytenRulesError
 
 
 class Severity(StrEnum):
@@ -38,7 +41,7 @@ class Span:
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     severity: Severity
-    code: str
+    code: Code
     message: str
     span: Span
     hint: str | None = None
@@ -62,19 +65,21 @@ class Diagnostic:
         }
 
 
-def error(code: str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
-    return Diagnostic(Severity.ERROR, code, message, span, hint)
+def error(code: Code | str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
+    """An error diagnostic; ``code`` must be registered in :class:`Code` (ValueError if not)."""
+    return Diagnostic(Severity.ERROR, Code(code), message, span, hint)
 
 
-def warning(code: str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
-    return Diagnostic(Severity.WARNING, code, message, span, hint)
+def warning(code: Code | str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
+    """A warning diagnostic; ``code`` must be registered in :class:`Code` (ValueError if not)."""
+    return Diagnostic(Severity.WARNING, Code(code), message, span, hint)
 
 
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
     return (d.span.file, d.span.line, d.span.column, d.code)
 
 
-class RuleSetError(Exception):
+class RuleSetError(KrytenRulesError):
     """Raised by :func:`kryten_rules.load_ruleset` when any error diagnostic exists.
 
     ``diagnostics`` holds all of them (warnings too), sorted by position.

@@ -8,6 +8,33 @@ delivers it* (HTML-escaped); the engine normalises it before matching.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    """What an event is: a rule's ``on``. The one list; the rules schema's ``on``
+    enum is tested against it, and the properties below say what each kind carries
+    (``validate`` warns about rules that need what their event never has)."""
+
+    CHATMSG = "chatmsg"
+    PM = "pm"
+    CHANGEMEDIA = "changemedia"
+    ADDUSER = "adduser"
+
+    @property
+    def has_sender(self) -> bool:
+        """A person caused it: ``user.*``, rank multipliers and ``respond_via: pm`` apply."""
+        return self not in _NO_SENDER
+
+    @property
+    def has_text(self) -> bool:
+        """It carries text someone wrote (a media change's title is matched, but
+        nobody wrote it to the bot; a join carries nothing)."""
+        return self in _WITH_TEXT
+
+
+_NO_SENDER = frozenset({EventKind.CHANGEMEDIA})
+_WITH_TEXT = frozenset({EventKind.CHATMSG, EventKind.PM})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +57,7 @@ class ChatEvent:
     ``at`` is the event time in seconds on the engine's clock.
     """
 
-    kind: str = "chatmsg"  # chatmsg | pm | changemedia | adduser
+    kind: str = EventKind.CHATMSG  # an EventKind (a plain string compares equal)
     user: str = ""
     text: str = ""
     rank: int | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+from kryten_rules.errors import KrytenRulesError
+
 RANKS: dict[str, int] = {
     "guest": 0,
     "registered": 1,
@@ -25,7 +27,7 @@ MAX_SECONDS = float(2**53)  # what kryten_rules.ruleformat.numbers allows any nu
 _UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
 
-class DurationRangeError(ValueError):
+class DurationRangeError(KrytenRulesError, ValueError):
     """A duration of the right form whose value no float can hold (NaN, inf, 1e400)."""
 
 

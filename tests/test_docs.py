@@ -32,10 +32,12 @@ from pathlib import Path
 import pytest
 
 import kryten_rules
+from kryten_rules.codes import Code
 from kryten_rules.compile.load import check_paths
-from kryten_rules.compile.ruleset import SCOPES, WINDOWS
+from kryten_rules.diagnostics import Span, error
 from kryten_rules.service.metrics import Metrics
 from kryten_rules.tools.ruletests import run_files
+from kryten_rules.trace import Reason
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -143,6 +145,8 @@ def _resolve(
     """The string literals a code argument can be; None when it cannot be told."""
     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
         return {arg.value}
+    if isinstance(arg, ast.Attribute) and getattr(arg.value, "id", None) == "Code":
+        return {Code[arg.attr].value}
     if isinstance(arg, ast.Attribute) and arg.attr == "code":
         # `error(p.code, ...)` re-raises a TemplateProblem's code: those are collected
         # from the TemplateProblem(...) calls themselves.
@@ -211,20 +215,21 @@ def diagnostic_codes() -> dict[str, str]:
 
 
 def reason_codes() -> set[str]:
-    """Every reason code the engine can put in a trace."""
+    """Every reason code the engine can put in a trace: the Reason registry."""
+    return {r.value for r in Reason}
+
+
+def test_the_engine_makes_no_reason_code_outside_the_registry() -> None:
+    reason_like = re.compile(r"^(?:condition|cooldown|limit)\.[a-z_.]+$")
+    fixed = {"disabled", "no_match", "vetoed", "probability", "state_full"}
     literals = {
         n.value
         for path in sorted((PACKAGE / "engine").glob("*.py"))
         for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(n, ast.Constant) and isinstance(n.value, str)
     }
-    fixed = {"disabled", "no_match", "vetoed", "probability", "state_full"}
-    assert fixed <= literals, f"kryten_rules/engine/ no longer has {sorted(fixed - literals)}"
-    conditions = {s for s in literals if re.fullmatch(r"condition\.[a-z_]+", s)}
-    # f"cooldown.{scope}" and f"limit.{scope}.{window}"
-    cooldowns = {f"cooldown.{s}" for s in SCOPES}
-    limits = {f"limit.{s}.{w}" for s in ("rule", "user", "global") for w in WINDOWS}
-    return fixed | conditions | cooldowns | limits
+    made = {s for s in literals if reason_like.match(s) or s in fixed}
+    assert made <= reason_codes(), f"add to kryten_rules.trace.Reason: {made - reason_codes()}"
 
 
 def metric_names() -> set[str]:
@@ -264,15 +269,32 @@ def test_every_schema_key_is_documented(schema_file: str) -> None:
     assert not missing, f"keys of {schema_file} not in a table row or heading of docs/{page}"
 
 
-def test_every_diagnostic_code_is_documented() -> None:
-    codes = diagnostic_codes()
-    documented = {s for s in key_spans("diagnostics.md") if CODE_RE.match(s)}
-    missing = {c: where for c, where in sorted(codes.items()) if c not in documented}
-    assert not missing, (
-        f"diagnostic codes not in a table row or heading of docs/diagnostics.md: {missing}"
+def test_every_diagnostic_code_the_package_makes_is_registered() -> None:
+    made = diagnostic_codes()
+    unregistered = {c: where for c, where in sorted(made.items()) if c not in set(Code)}
+    assert not unregistered, f"add these to kryten_rules/codes.py: {unregistered}"
+    unused = sorted(set(Code) - set(made))
+    assert not unused, f"registered in kryten_rules/codes.py but never made: {unused}"
+
+
+def test_the_diagnostics_table_is_the_registry() -> None:
+    """docs/diagnostics.md has one row per member of Code, and nothing else."""
+    page = (DOCS / "diagnostics.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|", page, re.M)
+    assert len(rows) == len(set(rows)), "a code has two rows in docs/diagnostics.md"
+    registered = {c.value for c in Code}
+    assert not registered - set(rows), (
+        f"not in the table of docs/diagnostics.md: {sorted(registered - set(rows))}"
     )
-    stale = sorted(documented - set(codes) - {"error", "warning"})
-    assert not stale, f"docs/diagnostics.md documents codes the package never emits: {stale}"
+    assert not set(rows) - registered, (
+        f"docs/diagnostics.md documents unregistered codes: {sorted(set(rows) - registered)}"
+    )
+
+
+def test_an_unregistered_code_is_refused() -> None:
+    with pytest.raises(ValueError):
+        error("no-such-code", "x", Span("f.yaml"))
+    assert error("bad-regex", "x", Span("f.yaml")).code is Code.BAD_REGEX
 
 
 def test_every_reason_code_is_documented() -> None:

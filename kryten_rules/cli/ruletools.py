@@ -21,6 +21,7 @@ from kryten_rules.cli.app import (
     quiet,
     ruleset_or_exit,
 )
+from kryten_rules.events import EventKind
 
 if TYPE_CHECKING:
     pass
@@ -67,7 +68,7 @@ def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
 @click.option(
     "--on",
     "kind",
-    type=click.Choice(["chatmsg", "pm", "changemedia", "adduser"]),
+    type=click.Choice([k.value for k in EventKind]),
     default="chatmsg",
     show_default=True,
     help="The event kind.",

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from kryten_rules.ruleformat.templates import TemplateProblem
 
 from kryten_rules.dispatch.renderworker import BUDGET_CODE, HEADER
+from kryten_rules.errors import KrytenRulesError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Budget:
     memory: int = MEMORY
 
 
-class RenderWorkerError(RuntimeError):
+class RenderWorkerError(KrytenRulesError, RuntimeError):
     """A render worker could not be started or talked to."""
 
 

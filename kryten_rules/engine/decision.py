@@ -12,9 +12,9 @@ from typing import Any
 from kryten_rules.compile.ruleset import Rule
 from kryten_rules.engine.context import build_context
 from kryten_rules.events import ChatEvent
-from kryten_rules.trace import TraceEntry
+from kryten_rules.trace import Reason, TraceEntry
 
-_NOT_MATCHED = ("no_match", "disabled")
+_NOT_MATCHED = (Reason.NO_MATCH, Reason.DISABLED)
 _NO_SHADOW: tuple[Rule, ...] = ()
 
 

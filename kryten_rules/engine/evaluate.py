@@ -38,7 +38,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from kryten_rules.clock import Clock, SystemClock
-from kryten_rules.compile.ruleset import WINDOWS, Plan, Rule, RuleSet
+from kryten_rules.compile.ruleset import SCOPES, WINDOWS, Plan, Rule, RuleSet
 from kryten_rules.engine.decision import Decision
 from kryten_rules.engine.gates import match_miss, media_miss
 from kryten_rules.engine.room import MemoryRoom
@@ -46,14 +46,21 @@ from kryten_rules.engine.state import MemoryStore, StateStore
 from kryten_rules.events import ChatEvent, Media
 from kryten_rules.ruleformat.patterns import normalise
 from kryten_rules.senders import sender_ignored
-from kryten_rules.trace import BLOCKED, FIRED, SKIPPED, WOULD_FIRE, TraceEntry
+from kryten_rules.trace import BLOCKED, FIRED, SKIPPED, WOULD_FIRE, Reason, TraceEntry
 from kryten_rules.units import format_duration
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4_000  # CyTube cuts chat at a few hundred characters; anything longer is junk
 
-STATE_FULL = "state_full"
+STATE_FULL = Reason.STATE_FULL
+# reason codes made once, so the hot path formats no strings
+_COOLDOWN_REASON = {scope: Reason.cooldown(scope) for scope in SCOPES}
+_LIMIT_REASON = {
+    (scope, window): Reason.limit(scope, window)
+    for scope in ("rule", "user", "global")
+    for window in WINDOWS
+}
 STATE_FULL_DETAIL = "the state store is full of running cooldowns and budgets"
 # The second element of every shadow rule's state key (``("rule", SHADOW, id)``):
 # a name no CyTube user can have, and the rule id stays last for drop_rules.
@@ -324,12 +331,12 @@ class Engine:
         full: bool = False,
     ) -> TraceEntry:
         if not rule.enabled:
-            return TraceEntry(rule.id, SKIPPED, "disabled")
+            return TraceEntry(rule.id, SKIPPED, Reason.DISABLED)
         plan = self._plans[rule.index]
         if full or not plan.single_group:
             miss = match_miss(rule, present)
             if miss:
-                return TraceEntry(rule.id, BLOCKED if miss == "vetoed" else SKIPPED, miss)
+                return TraceEntry(rule.id, BLOCKED if miss is Reason.VETOED else SKIPPED, miss)
         if plan.conditions:
             cond = self._condition(rule, user, rank)
             if cond:
@@ -357,24 +364,24 @@ class Engine:
                 return TraceEntry(
                     rule.id,
                     BLOCKED,
-                    "probability",
+                    Reason.PROBABILITY,
                     f"drew {draw:.2f}, needs < {rule.probability:g}",
                 )
         return plan.fired
 
-    def _condition(self, rule: Rule, user: str, rank: int) -> tuple[str, str] | None:
+    def _condition(self, rule: Rule, user: str, rank: int) -> tuple[Reason, str] | None:
         if rule.rank_min is not None and rank < rule.rank_min:
-            return "condition.rank", f"rank {rank} < {rule.rank_min}"
+            return Reason.CONDITION_RANK, f"rank {rank} < {rule.rank_min}"
         if rule.rank_max is not None and rank > rule.rank_max:
-            return "condition.rank", f"rank {rank} > {rule.rank_max}"
+            return Reason.CONDITION_RANK, f"rank {rank} > {rule.rank_max}"
         if rule.users is not None and user not in rule.users:
-            return "condition.users", f"{user} is not listed"
+            return Reason.CONDITION_USERS, f"{user} is not listed"
         if user in rule.not_users:
-            return "condition.not_users", f"{user} is excluded"
+            return Reason.CONDITION_NOT_USERS, f"{user} is excluded"
         if rule.media is not None:
             why = media_miss(rule, self.room.media)
             if why:
-                return "condition.media", why
+                return Reason.CONDITION_MEDIA, why
         return None
 
     def _multipliers(self, rank: int) -> tuple[float, float]:
@@ -404,7 +411,7 @@ class Engine:
 
     def _cooldown(
         self, plan: Plan, rule_id: str, user: str, now: float, mult: float
-    ) -> tuple[str, float, float] | None:
+    ) -> tuple[Reason, float, float] | None:
         """The first running cooldown: its reason code, the time left, its base duration."""
         for scope in plan.cooldowns:
             key = self._key(scope, rule_id, user, plan.shadow)
@@ -412,10 +419,10 @@ class Engine:
             if running is not None:
                 left = running[0] + running[1] * mult - now
                 if left > 1e-9:
-                    return f"cooldown.{scope}", left, running[1]
+                    return _COOLDOWN_REASON[scope], left, running[1]
         return None
 
-    def _set_by(self, reason: str, rule: Rule, base: float) -> str:
+    def _set_by(self, reason: Reason, rule: Rule, base: float) -> str:
         """Where a blocking cooldown was set: the file's ``limits`` or a rule (off the hot path).
 
         A firing starts a shared cooldown with the longer of its rule's and the
@@ -435,7 +442,7 @@ class Engine:
 
     def _limits(
         self, plan: Plan, rule_id: str, user: str, now: float, mult: float
-    ) -> tuple[str, str] | None:
+    ) -> tuple[Reason, str] | None:
         for scope, kind, windows in plan.budgets:
             key = self._key(kind, rule_id, user, plan.shadow)
             if key is None:
@@ -445,7 +452,7 @@ class Engine:
                 allowed = max(1, int(limit * mult)) if limit > 0 else 0
                 used = self.state.count_in(key, WINDOWS[window], now)
                 if used >= allowed:
-                    return f"limit.{scope}.{window}", f"{used} of {allowed} used"
+                    return _LIMIT_REASON[scope, window], f"{used} of {allowed} used"
         return None
 
     def _spend_keys(self, plan: Plan, rule_id: str, user: str) -> list[tuple[str, ...]]:

@@ -10,20 +10,21 @@ from collections.abc import Collection
 
 from kryten_rules.compile.ruleset import Rule
 from kryten_rules.events import Media
+from kryten_rules.trace import Reason
 from kryten_rules.units import format_duration
 
 
-def match_miss(rule: Rule, present: Collection[int]) -> str | None:
+def match_miss(rule: Rule, present: Collection[int]) -> Reason | None:
     m = rule.matcher
     if m.mention is not None and m.mention not in present:
-        return "no_match"
+        return Reason.NO_MATCH
     one_of = m.one_of
     if one_of and not any(p in present for p in one_of):
-        return "no_match"
+        return Reason.NO_MATCH
     if m.all and not all(p in present for p in m.all):
-        return "no_match"
+        return Reason.NO_MATCH
     if m.none and any(p in present for p in m.none):
-        return "vetoed"
+        return Reason.VETOED
     return None
 
 

@@ -51,6 +51,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from kryten_rules.errors import KrytenRulesError
+
 Key = tuple[str, ...]
 # Keys of these kinds belong to one rule, whose id is their last element.
 RULE_SCOPES = frozenset({"rule", "user_rule", "count_rule"})
@@ -58,7 +60,7 @@ MAX_ENTRIES = 500_000  # a safety net far above any real channel; expiry is the 
 _COMPACT_AT = 64  # dropped timestamps kept in a list before it is compacted
 
 
-class StateFull(RuntimeError):
+class StateFull(KrytenRulesError, RuntimeError):
     """A new key did not fit: every entry of the store is still running."""
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import re2
 
+from kryten_rules.errors import KrytenRulesError
+
 _ASCII_WORD = re.compile(r"[A-Za-z0-9_]")
 # A tag is "<", up to 2,000 characters that are not "<" or ">", ">". Stopping at a "<"
 # keeps the scan linear: with "[^>]" every "<" of "<" * 4000 read up to 2,000
@@ -136,7 +138,7 @@ def compile_one(pattern: str) -> Any:
     return re2.compile(pattern, options())
 
 
-class PatternSetError(ValueError):
+class PatternSetError(KrytenRulesError, ValueError):
     """RE2 could not build the set (the checks' budgets should have prevented it)."""
 
 

@@ -16,10 +16,12 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kryten_rules.errors import KrytenRulesError
+
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a rule or prompt file this large is a mistake
 
 
-class SourceTooLarge(OSError):
+class SourceTooLarge(KrytenRulesError, OSError):
     """The file is larger than :data:`MAX_FILE_BYTES`; ``size`` says how large."""
 
     def __init__(self, path: Path, size: int) -> None:

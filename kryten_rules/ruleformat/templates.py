@@ -25,6 +25,8 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from kryten_rules.codes import Code
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.ruleformat.templatelimits import (
     MAX_ITERATIONS,
     MAX_OUTPUT_CHARS,
@@ -55,14 +57,19 @@ VARIABLES: dict[str, frozenset[str] | None] = {
 MAX_RANGE = 1_000  # like Jinja's own sandbox constant, but tighter: prompts are small
 
 
-class TemplateProblem(Exception):
+class TemplateProblem(KrytenRulesError):
     """A template that cannot be used; ``line`` is relative to the template's first line."""
 
     def __init__(
-        self, code: str, message: str, line: int = 1, hint: str | None = None, needle: str = ""
+        self,
+        code: Code | str,
+        message: str,
+        line: int = 1,
+        hint: str | None = None,
+        needle: str = "",
     ):
         super().__init__(message)
-        self.code = code
+        self.code = Code(code)  # a registered diagnostic code (ValueError if not)
         self.message = message
         self.line = line
         self.hint = hint

@@ -41,6 +41,7 @@ from kryten_rules.dispatch.llm import ChainRunner
 from kryten_rules.dispatch.renderpool import RenderPool, RenderWorkerError
 from kryten_rules.engine.evaluate import Decision, Engine
 from kryten_rules.engine.state import MemoryStore, StateBackend
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.intake import Intake
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.redact import mask_credentials
@@ -101,11 +102,11 @@ log = logging.getLogger("kryten_rules.service")
 SEND_TIMEOUT = 2.0  # kryten-robot answers in milliseconds; silence means it ignored us
 
 
-class StartupError(RuntimeError):
+class StartupError(KrytenRulesError, RuntimeError):
     """The service cannot start; the message says what the operator must fix."""
 
 
-class Stopped(Exception):
+class Stopped(KrytenRulesError):
     """A stop was requested before the service was up; stopping is then a clean exit."""
 
 

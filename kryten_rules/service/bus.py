@@ -26,16 +26,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.redact import mask_credentials
 
 log = logging.getLogger("kryten_rules.service")
 
 
-class NoResponders(RuntimeError):
+class NoResponders(KrytenRulesError, RuntimeError):
     """Nobody listens on the subject of a request."""
 
 
-class RequestTimeout(RuntimeError):
+class RequestTimeout(KrytenRulesError, RuntimeError):
     """The request's answer did not come in time."""
 
 
@@ -127,7 +128,7 @@ class NatsBus:
         await self.nc.close()
 
 
-class ConnectStopped(Exception):
+class ConnectStopped(KrytenRulesError):
     """A stop was requested before NATS was reachable."""
 
 

@@ -18,8 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from kryten_rules.errors import KrytenRulesError
 
-class EmbeddedNatsError(RuntimeError):
+
+class EmbeddedNatsError(KrytenRulesError, RuntimeError):
     pass
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from kryten_rules.errors import KrytenRulesError
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -197,7 +199,7 @@ MAX_HEADERS = 100
 _HEADERS_TOO_LARGE = "431 Request Header Fields Too Large"
 
 
-class _TooLarge(Exception):
+class _TooLarge(KrytenRulesError):
     """A request past our bounds: answered with ``status``, never an unhandled error."""
 
     def __init__(self, status: str, body: bytes) -> None:

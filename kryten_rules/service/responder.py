@@ -25,6 +25,7 @@ from kryten_rules.dispatch.prompts import render_isolated
 from kryten_rules.dispatch.renderpool import RenderPool
 from kryten_rules.emit.split import prepare_reply
 from kryten_rules.engine.evaluate import Decision
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.events import ChatEvent
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.service.metrics import Metrics
@@ -33,7 +34,7 @@ from kryten_rules.service.outcome import PartOutcomes
 log = logging.getLogger("kryten_rules.service")
 
 
-class NoUsableModel(ValueError):
+class NoUsableModel(KrytenRulesError, ValueError):
     """A chain has no model left once those without their API key are disabled."""
 
 

@@ -25,6 +25,7 @@ from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.config import ServiceConfig
 from kryten_rules.diagnostics import Diagnostic
 from kryten_rules.engine.evaluate import Engine
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.ruleformat.treewalk import files_under
 from kryten_rules.service.metrics import Metrics
 from kryten_rules.service.worker import in_daemon_thread
@@ -37,7 +38,7 @@ MAX_LOGGED_ERRORS = 5  # of a failed reload; the reload event carries all of the
 Report = Callable[[str, bytes], Awaitable[None]]
 
 
-class RulesFailed(RuntimeError):
+class RulesFailed(KrytenRulesError, RuntimeError):
     """The rules did not load; ``diagnostics`` says why."""
 
     def __init__(self, diagnostics: list[Diagnostic]) -> None:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.events import ChatEvent, Media
 from kryten_rules.wire.subjects import EVENT_PREFIX, normalize_token
 
@@ -24,7 +25,7 @@ _NAME_MAX = 64  # CyTube names are at most 20 chars; leave room, but bound it.
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
-class MalformedEvent(ValueError):
+class MalformedEvent(KrytenRulesError, ValueError):
     """A NATS message that does not follow the Kryten-Robot protocol.
 
     ``reason`` is short and safe to log (it never echoes the payload), e.g.

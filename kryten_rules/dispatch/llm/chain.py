@@ -32,27 +32,20 @@ from kryten_rules.dispatch.llm.litellm_client import (
     CompletionResult,
     LiteLLMCompletion,
 )
+from kryten_rules.dispatch.llm.outcomes import LLMOutcome
 
 log = logging.getLogger(__name__)
 
-OUTCOME_OK: Final = "ok"
-OUTCOME_SKIPPED_RATE_LIMITED: Final = "skipped_rate_limited"
-OUTCOME_SKIPPED_CIRCUIT_OPEN: Final = "skipped_circuit_open"
-OUTCOME_DEADLINE: Final = "deadline"
-OUTCOMES: Final = (
-    OUTCOME_OK,
-    "timeout",
-    "rate_limited",
-    "server_error",
-    "refused",
-    "bad_response",
-    OUTCOME_SKIPPED_RATE_LIMITED,
-    OUTCOME_SKIPPED_CIRCUIT_OPEN,
-    OUTCOME_DEADLINE,
-)
+OUTCOME_OK: Final = LLMOutcome.OK
+OUTCOME_SKIPPED_RATE_LIMITED: Final = LLMOutcome.SKIPPED_RATE_LIMITED
+OUTCOME_SKIPPED_CIRCUIT_OPEN: Final = LLMOutcome.SKIPPED_CIRCUIT_OPEN
+OUTCOME_DEADLINE: Final = LLMOutcome.DEADLINE
+OUTCOMES: Final = tuple(LLMOutcome)
 # Outcomes that count towards a model's circuit breaker. A 429 does not: the
 # model answered, and its sit-out already keeps it away.
-BREAKER_FAILURES: Final = frozenset({"timeout", "server_error", "refused", "bad_response"})
+BREAKER_FAILURES: Final = frozenset(
+    {LLMOutcome.TIMEOUT, LLMOutcome.SERVER_ERROR, LLMOutcome.REFUSED, LLMOutcome.BAD_RESPONSE}
+)
 DEFAULT_RETRY_AFTER: Final = 30.0
 MAX_RETRY_AFTER: Final = 3600.0
 

@@ -32,23 +32,17 @@ from types import ModuleType
 from typing import Any, Final, Protocol, runtime_checkable
 
 from kryten_rules.config import ModelConfig
+from kryten_rules.dispatch.llm.outcomes import FAILURES, LLMOutcome
+from kryten_rules.errors import KrytenRulesError
 
 log = logging.getLogger(__name__)
 
-OUTCOME_TIMEOUT: Final = "timeout"
-OUTCOME_RATE_LIMITED: Final = "rate_limited"
-OUTCOME_SERVER_ERROR: Final = "server_error"
-OUTCOME_REFUSED: Final = "refused"
-OUTCOME_BAD_RESPONSE: Final = "bad_response"
-FAILURE_OUTCOMES: Final = frozenset(
-    {
-        OUTCOME_TIMEOUT,
-        OUTCOME_RATE_LIMITED,
-        OUTCOME_SERVER_ERROR,
-        OUTCOME_REFUSED,
-        OUTCOME_BAD_RESPONSE,
-    }
-)
+OUTCOME_TIMEOUT: Final = LLMOutcome.TIMEOUT
+OUTCOME_RATE_LIMITED: Final = LLMOutcome.RATE_LIMITED
+OUTCOME_SERVER_ERROR: Final = LLMOutcome.SERVER_ERROR
+OUTCOME_REFUSED: Final = LLMOutcome.REFUSED
+OUTCOME_BAD_RESPONSE: Final = LLMOutcome.BAD_RESPONSE
+FAILURE_OUTCOMES: Final = FAILURES
 
 LITELLM_LOGGERS: Final = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
 # Modules litellm 1.110 imports only when the first real response comes back
@@ -152,7 +146,7 @@ class CompletionResult:
     cost: float | None = None
 
 
-class CompletionError(Exception):
+class CompletionError(KrytenRulesError):
     """A failed call, sorted into one of :data:`FAILURE_OUTCOMES`.
 
     ``retry_after`` (seconds) is set for ``rate_limited`` when the endpoint
