@@ -143,7 +143,7 @@ async def started_bots(config_path: Path) -> AsyncIterator[BotFactory]:
         yield start
     finally:
         for bot in bots:
-            if not bot._stopping.is_set():
+            if not bot.stopping:
                 await bot.stop(grace=1.0)
 
 
@@ -201,6 +201,7 @@ class RobotClient:
         self.channel = channel
         self.domain = domain
         self.nc: Any = None
+        self.subscription: Any = None
         self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.raw_commands: list[bytes] = []
         # What kryten-robot 1.12.6 answers a command it sent on; None: no answer
@@ -216,7 +217,7 @@ class RobotClient:
             reconnect_time_wait=0.2,
             connect_timeout=2,
         )
-        await self.nc.subscribe(COMMAND_SUBJECT, cb=self._on_command)
+        self.subscription = await self.nc.subscribe(COMMAND_SUBJECT, cb=self._on_command)
         await roundtrip(self.nc)
         return self
 
@@ -312,7 +313,9 @@ async def settle(bot: Bot, client: RobotClient, events: float, timeout: float = 
     await bot.pacer.drain(timeout)
     await roundtrip(bot.nc, timeout)
     await roundtrip(client.nc, timeout)
-    await asyncio.sleep(0.05)  # let the subscription callback run
+    # every command that arrived has been taken off the subscription's queue, and
+    # the callback queues it before it first awaits anything
+    await wait_until(lambda: client.subscription.pending_msgs == 0, timeout, "commands handled")
 
 
 class Decisions:

@@ -67,11 +67,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         model = str(body.get("model", ""))
         owner = self.server.owner
-        owner._enter(model, body, {k.lower(): v for k, v in self.headers.items()})
+        owner.enter(model, body, {k.lower(): v for k, v in self.headers.items()})
         try:
             self._respond(model, body, owner.behaviour(model))
         finally:
-            owner._leave()
+            owner.leave()
 
     def _respond(self, model: str, body: Mapping[str, Any], behaviour: str) -> None:
         kind, _, rest = behaviour.partition(":")
@@ -251,7 +251,7 @@ class OpenAIServer:
             self.bodies.clear()
             self.max_in_flight = 0
 
-    def _enter(self, model: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+    def enter(self, model: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         with self._lock:
             self.requests[model] += 1
             self.bodies.append(body)
@@ -259,7 +259,7 @@ class OpenAIServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
         with self._lock:
             self.in_flight -= 1
 

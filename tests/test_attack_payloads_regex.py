@@ -124,7 +124,7 @@ async def bot(config_path: Path) -> AsyncIterator[Bot]:
     try:
         yield b
     finally:
-        if not b._stopping.is_set():
+        if not b.stopping:
             await b.stop(grace=1.0)
 
 
@@ -173,7 +173,7 @@ async def test_ping_is_answered_in_under_a_second_while_a_heavy_reload_runs(
 
 async def test_stop_during_a_heavy_reload_is_prompt(bot: Bot, config_path: Path) -> None:
     write_rules(config_path.parent / "rules" / "main.yaml", heavy_rules())
-    reload = bot._spawn(bot.reload("test"), "reload")  # as SIGHUP starts one
+    reload = bot.reload_in_background("test")  # as SIGHUP starts one
     await reload_started(bot)
     await asyncio.wait_for(bot.stop(grace=1.0), WAIT)
     assert reload.cancelled()  # stop did not wait for the build

@@ -73,7 +73,7 @@ async def bot(config_path: Path) -> AsyncIterator[Bot]:
     try:
         yield b
     finally:
-        if not b._stopping.is_set():
+        if not b.stopping:
             await b.stop(grace=1.0)
 
 

@@ -40,7 +40,7 @@ async def pool() -> Any:
 
 
 def _pids(p: RenderPool) -> set[int]:
-    return {w.proc.pid for w in p._workers}
+    return set(p.worker_pids)
 
 
 def _alive(pid: int) -> bool:

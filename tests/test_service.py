@@ -324,12 +324,16 @@ async def test_long_model_output_is_split_into_at_most_max_parts(
 # ------------------------------------------------------------------ robustness
 
 
-async def test_start_returns_with_subscriptions_live(config_path: Path) -> None:
+async def test_start_returns_with_subscriptions_live(
+    config_path: Path, client: RobotClient, openai: OpenAIServer
+) -> None:
+    """A line published the moment start() returns is answered: the subscriptions
+    reached the server before start() returned (no round trip in between here)."""
     bot = make_bot(config_path)
     await bot.start()
     try:
-        unsent = [bytes(c) for c in bot.nc._pending]  # nats-py's write buffer
-        assert not [c for c in unsent if c.startswith(b"SUB ")], unsent
+        await client.chat("alice", "hey CynthiaBot, are you up?")
+        assert (await client.next_command())["command"] == "say"
     finally:
         await bot.stop(grace=0.5)
 

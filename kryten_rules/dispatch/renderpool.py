@@ -260,6 +260,12 @@ class RenderPool:
                     )
                 return
 
+
+    @property
+    def worker_pids(self) -> frozenset[int]:
+        """The process ids of the running workers (for health checks and operators)."""
+        return frozenset(w.proc.pid for w in self._workers)
+
     async def start(self) -> None:
         """Start every worker; raises :class:`RenderWorkerError` if one cannot start."""
         results = await asyncio.gather(

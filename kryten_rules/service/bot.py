@@ -387,6 +387,15 @@ class Bot:
         # start() returns only once the server has the subscriptions
         await bus.flush(timeout=10)
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked for (SIGTERM, SIGINT, :meth:`stop`), or the bot has stopped."""
+        return self._stopping.is_set()
+
+    def reload_in_background(self, reason: str = "SIGHUP") -> asyncio.Task[Any]:
+        """Start a reload without waiting for it, as SIGHUP does; :meth:`stop` cancels it."""
+        return self._spawn(self.reload(reason), "reload")
+
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
@@ -445,7 +454,7 @@ class Bot:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP"), "reload"))
+        loop.add_signal_handler(signal.SIGHUP, self.reload_in_background)
         try:
             await self.start()
             await self._stopping.wait()
