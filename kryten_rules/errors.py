@@ -23,7 +23,11 @@ raising, and the service turns failures into outcomes, logs and metrics.
     |   |-- RenderWorkerError     dispatch/renderpool a render worker failed (also RuntimeError)
     |   |-- CompletionError       dispatch/llm        one model call failed; .outcome says how
     |   `-- NoUsableModel         service/responder   no usable model in a chain (ValueError)
+    |-- the command line
+    |   `-- NoConfigFound         cli/configpath      no --config, no default config (LookupError)
     `-- the service
+        |-- BadRequest            service/commands    a command request we cannot read (ValueError)
+        |-- RestartNoticeError    service/lifecycle   a group restart notice we cannot act on
         |-- StartupError          service/bot         cannot start; the message says what to fix
         |-- Stopped               service/bot         stopped before it was up (a clean exit)
         |-- RulesFailed           service/rulemanager the rules did not load (also RuntimeError)

@@ -30,7 +30,7 @@ STAGES = [
 ]
 FOUNDATION = {
     "clock", "events", "units", "diagnostics", "trace", "redact", "quietlog",
-    "gcpause", "config", "wire", "senders", "version",
+    "gcpause", "config", "wire", "senders", "version", "codes", "errors",
 }  # fmt: skip
 ENTRY = {"cli", "__init__", "__main__"}
 MAX_LINES = 400

@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kryten_rules.errors import KrytenRulesError
+
 DEFAULT_CONFIG_PATHS = (Path("kryten-rules.yaml"), Path("/etc/kryten/kryten-rules/config.yaml"))
 
 
-class NoConfigFound(LookupError):
+class NoConfigFound(KrytenRulesError, LookupError):
     """No ``--config`` and none of the default paths exists; the message lists them."""
 
 

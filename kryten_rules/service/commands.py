@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.redact import mask_credentials
 from kryten_rules.service.lifecycle import SERVICE
 from kryten_rules.version import __version__
@@ -45,7 +46,7 @@ REDACTED = "***REDACTED***"
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "nkey", "seed")
 
 
-class BadRequest(ValueError):
+class BadRequest(KrytenRulesError, ValueError):
     """A request we cannot read; the message says what to fix."""
 
 

@@ -32,6 +32,7 @@ import socket
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.redact import mask_credentials
 from kryten_rules.service.bus import Message
 from kryten_rules.version import __version__
@@ -56,7 +57,7 @@ def lifecycle_subject(event: str) -> str:
     return f"kryten.lifecycle.{SERVICE}.{event}"
 
 
-class RestartNoticeError(ValueError):
+class RestartNoticeError(KrytenRulesError, ValueError):
     """A group restart notice we cannot act on; the message says why."""
 
 
