@@ -13,7 +13,7 @@ What is measured
   with some markdown, a speaker label and AI filler, repeated). "new" is
   ``kryten_rules.emit.clean.clean_reply`` *without* the cap, to show that the passes
   themselves are linear; "old" is the code before the fix, copied verbatim into
-  ``tests/baseline_cleaning.py`` (BASELINE, not used by the service). The last
+  ``tests/emit/baseline_cleaning.py`` (BASELINE, not used by the service). The last
   column is the service's real path, ``prepare_reply`` (cap, clean, neutralise,
   split) at CyTube's defaults (320 x 2 parts), in ms for the whole reply.
 * **Chat lines** (item 14): ``kryten_rules.ruleformat.patterns.normalise`` (tag stripping and

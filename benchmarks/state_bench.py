@@ -13,7 +13,7 @@ What is measured
   with 100,000 a day every line fires and the global counter holds every
   timestamp so far. Events/s of ``Engine.evaluate`` over the last third
   (where the counter is largest), best of ``--repeat`` runs on fresh engines.
-  "before" is the previous store (``tests/state_reference.py``: the window is
+  "before" is the previous store (``tests/engine/state_reference.py``: the window is
   walked), "after" today's ``kryten_rules.engine.state.MemoryStore``.
 * Flood (``--flood N``): ``limits.user: {per_hour: 1}``; alice fires once,
   then N fake users fire once each, then alice speaks again (all within the
@@ -35,11 +35,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.state_reference import LegacyMemoryStore
+
 from kryten_rules import ChatEvent, VirtualClock, load_ruleset
 from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.engine.evaluate import Engine
 from kryten_rules.engine.state import MemoryStore
-from tests.state_reference import LegacyMemoryStore
 
 STORES: dict[str, Callable[[Callable[[], float]], Any]] = {
     "before": LegacyMemoryStore,

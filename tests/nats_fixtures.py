@@ -1,6 +1,6 @@
 """Helpers for the service tests: a fake Kryten-Robot on a real nats-server.
 
-Imported by ``tests/test_service.py`` and ``tests/test_metrics.py`` (no conftest:
+Imported by ``tests/service/test_service.py`` and ``tests/service/test_metrics.py`` (no conftest:
 each test module declares its own fixtures with these building blocks).
 
 * :func:`write_config` / :func:`write_rules` write the operator's config and a
@@ -205,7 +205,7 @@ class RobotClient:
         self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.raw_commands: list[bytes] = []
         # What kryten-robot 1.12.6 answers a command it sent on; None: no answer
-        # (as it does for another domain). See tests/test_send_outcomes.py for
+        # (as it does for another domain). See tests/service/test_send_outcomes.py for
         # the real robot's handler in the loop.
         self.answer: dict[str, Any] | None = {"service": "robot", "success": True}
 

@@ -3,7 +3,7 @@
 Unit tests of :class:`kryten_rules.intake.Intake` on envelopes decoded by the
 real decoder, the engine's sender checks (rule tests and ``explain`` build
 events without an envelope), and the CLI paths end to end. The live service
-on a real nats-server is in ``tests/test_service_intake.py``.
+on a real nats-server is in ``tests/service/test_service_intake.py``.
 """
 
 from __future__ import annotations

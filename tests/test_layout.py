@@ -140,3 +140,11 @@ def test_modules_stay_small_or_say_why() -> None:
         ):
             too_long.append(f"{module} ({lines} lines)")
     assert not too_long, "split these or say why in the docstring: " + ", ".join(too_long)
+
+
+def test_the_tests_mirror_the_package() -> None:
+    """A test folder is named for the package folder whose code it tests."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.parent.name for p in tests.glob("*/__init__.py")}
+    stages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert folders <= stages, f"test folders with no package folder: {sorted(folders - stages)}"

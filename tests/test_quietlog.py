@@ -3,7 +3,7 @@
 The attack saw 30,000 warnings in 30 s under load, one ERROR per failed
 response-log write and a traceback per watcher poll. Each place is driven
 here many times over; the log must hold one line (the overloaded warning of
-a burst is checked in tests/test_burst.py).
+a burst is checked in tests/service/test_burst.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Pure functions, no I/O, so the bus adapter, the terminal chat client and the
 tests share one definition of the protocol. Every fact here was checked
 against kryten-robot 1.12.6 (``kryten.subject_builder``, ``kryten.raw_event``,
 ``kryten.robot_command_handler``, ``kryten.state_manager``) and is exercised
-against that package by ``tests/test_conformance_robot.py``.
+against that package by ``tests/wire/test_conformance_robot.py``.
 
 Decoding is the trust boundary: anything on NATS may be published by anyone,
 so :func:`decode_message` turns *any* input into a :class:`Decoded`, ``None``

@@ -26,7 +26,7 @@ from kryten_rules.service.embedded import EmbeddedNats
 from tests.nats_fixtures import KEY_ENV, KEY_VALUE, MODEL, write_config
 from tests.openai_server import OpenAIServer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import asyncio, json, sys, threading

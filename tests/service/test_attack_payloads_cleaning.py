@@ -26,7 +26,7 @@ from kryten_rules.engine.evaluate import Engine
 from kryten_rules.ruleformat.patterns import normalise
 from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
-from tests import baseline_cleaning as baseline
+from tests.emit import baseline_cleaning as baseline
 from tests.nats_fixtures import (
     BASE_RULES,
     BOT_NAME,

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from kryten_rules import __version__
 from kryten_rules.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "kryten-rules.example.yaml"
 RULES = ROOT / "rules"
 
@@ -81,11 +81,11 @@ TABLE: dict[str, dict[int, Callable[[Path], list[str | Path]]]] = {
     },
     "schema": {0: lambda d: ["rules"], 2: lambda d: ["nope"]},
     "init": {0: lambda d: [d / "new"], 2: lambda d: [d / "log.jsonl"]},  # a file, not a dir
-    # `run` and `chat` stop with 0 (tests/test_service_start.py, tests/test_first_run.py);
+    # `run` and `chat` stop with 0 (tests/service/test_service_start.py, tests/cli/test_first_run.py);
     # a config with errors cannot start them.
     "run": {2: lambda d: ["--config", d / "rules" / "bad.yaml"]},
     "chat": {2: lambda d: ["--config", d / "rules" / "bad.yaml"]},
-    # `record` stops with 0 (tests/test_record.py)
+    # `record` stops with 0 (tests/tools/test_record.py)
     "record": {2: lambda d: [d / "out.jsonl"]},
 }
 

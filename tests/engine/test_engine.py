@@ -23,8 +23,8 @@ from kryten_rules.engine.evaluate import Decision, Engine, TraceEntry
 from kryten_rules.ruleformat.patterns import normalise
 
 BOT = "kryten"
-HERE = Path(__file__).parent
-FIXTURES = HERE / "engine"
+HERE = Path(__file__).resolve().parent  # tests/engine: the fixtures live beside the test
+FIXTURES = HERE
 
 
 def load(tmp_path: Path, *bodies: str, bot: str = BOT) -> RuleSet:
@@ -1433,7 +1433,7 @@ def _lines(n: int, seed: int) -> list[tuple[float, str, int | None, str]]:
 
 
 def test_candidate_evaluation_agrees_with_full_trace() -> None:
-    repo = HERE.parent
+    repo = HERE.parents[1]
     rs = load_ruleset([repo / "rules"], repo / "kryten-rules.example.yaml")
     fast, full = Bot(rs, seed=3), Bot(rs, seed=3)
     fired = 0

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from kryten_rules.cli import main
 from kryten_rules.wire import envelope
 
-REPO = Path(__file__).parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RULES_TESTS = REPO / "tests" / "rules"
 CONFIG = REPO / "kryten-rules.example.yaml"
 

@@ -45,7 +45,7 @@ from tests.openai_server import OpenAIServer
 PY_VERSION = "0.17.5"
 ROBOT_VERSION = "1.12.6"
 SHELL_VERSION = "0.1.4"
-PROBE = Path(__file__).resolve().parent / "conformance" / "citizen_probe.py"
+PROBE = Path(__file__).resolve().parents[1] / "conformance" / "citizen_probe.py"
 HEARTBEAT = 0.2
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")

@@ -2,7 +2,7 @@
 
 A real nats-server, the bot in-process (``kryten-rules run`` as a subprocess for
 the restart's exit code), and a test client on the bus. The ecosystem's own
-code checks the same things in tests/test_conformance_kryten.py.
+code checks the same things in tests/service/test_conformance_kryten.py.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from tests.nats_fixtures import (
     write_config,
 )
 from tests.openai_server import OpenAIServer
-from tests.test_service import _kryten_rules_exe, next_on
+from tests.service.test_service import _kryten_rules_exe, next_on
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
 

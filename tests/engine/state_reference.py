@@ -1,6 +1,6 @@
 """The state store as it was before issue #9, kept as the reference semantics.
 
-``tests/test_state.py`` checks the new :class:`kryten_rules.engine.state.MemoryStore`
+``tests/engine/test_state.py`` checks the new :class:`kryten_rules.engine.state.MemoryStore`
 against it on random operation sequences, and ``benchmarks/state_bench.py``
 runs both in one engine run. Its counts walk the window from the newest
 timestamp back (cost grows with the budget), and a full cache evicts the least

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kryten_rules.emit.clean import SAFE_SLASH, clean_reply, js_length, neutralise_command
 from kryten_rules.emit.split import prepare_reply, reply_cap, split_message
-from tests import baseline_cleaning as baseline
+from tests.emit import baseline_cleaning as baseline
 
 PERSONA = ["Cynthia"]
 

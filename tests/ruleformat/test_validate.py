@@ -38,7 +38,7 @@ from kryten_rules.cli import main
 from kryten_rules.compile.load import check_paths, load_config
 from kryten_rules.diagnostics import Diagnostic, Severity
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "validate"
 BAD = sorted((FIXTURES / "bad").glob("*.bad.yaml"))
 GOOD = sorted((FIXTURES / "good").glob("*.good.yaml"))

@@ -42,8 +42,8 @@ from tests.nats_fixtures import (
     write_config,
 )
 from tests.openai_server import OpenAIServer
-from tests.test_conformance_robot import PROBE
-from tests.test_conformance_robot import _robot_python as robot_python
+from tests.wire.test_conformance_robot import PROBE
+from tests.wire.test_conformance_robot import _robot_python as robot_python
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
 

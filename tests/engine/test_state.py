@@ -15,6 +15,7 @@ from kryten_rules import ChatEvent, VirtualClock, load_ruleset
 from kryten_rules.engine.evaluate import Engine
 from kryten_rules.engine.state import MemoryStore, StateFull
 from kryten_rules.service.embedded import EmbeddedNats
+from tests.engine.state_reference import LegacyMemoryStore
 from tests.nats_fixtures import (
     KEY_ENV,
     KEY_VALUE,
@@ -25,7 +26,6 @@ from tests.nats_fixtures import (
     settle,
     write_config,
 )
-from tests.state_reference import LegacyMemoryStore
 
 
 def test_cooldown_entry_vanishes_after_its_expiry() -> None:

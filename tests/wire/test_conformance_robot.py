@@ -45,7 +45,7 @@ from tests.conformance.venvs import pinned_python
 
 ROBOT_VERSION = "1.12.6"
 VENV_NAME = "robot-venv"  # .cache/robot-venv at the repo root, shared with test_conformance_kryten
-PROBE = Path(__file__).resolve().parent / "conformance" / "robot_probe.py"
+PROBE = Path(__file__).resolve().parents[1] / "conformance" / "robot_probe.py"
 CHANNEL = "420Grindhouse"
 DOMAIN = "cytu.be"
 

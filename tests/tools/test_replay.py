@@ -16,7 +16,7 @@ from kryten_rules.compile.load import load_ruleset
 from kryten_rules.tools.replay import Skipped, read_log, replay
 from kryten_rules.wire import envelope
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULESET = load_ruleset(ROOT / "rules", ROOT / "kryten-rules.example.yaml")
 EVENTS = ["chatMsg", "pm", "addUser", "userLeave", "setUserRank", "userlist", "changeMedia",
           "mediaUpdate", "usercount", ""]

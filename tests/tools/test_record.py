@@ -19,7 +19,7 @@ from kryten_rules.service.embedded import EmbeddedNats
 from kryten_rules.tools.record import record_line
 from kryten_rules.wire import envelope, event_subject
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = shutil.which("kryten-rules") or str(Path(sys.executable).with_name("kryten-rules"))
 CHANNEL, DOMAIN = "420Grindhouse", "cytu.be"
 T0 = 1_800_000_000

@@ -22,7 +22,7 @@ import pytest
 from kryten_rules.service.embedded import EmbeddedNats
 from kryten_rules.wire import COMMAND_SUBJECT, envelope, event_subject, userlist_bucket
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = shutil.which("kryten-rules") or str(Path(sys.executable).with_name("kryten-rules"))
 CHANNEL, DOMAIN, BOT = "kvchan", "cytu.be", "KvBot"
 WAIT = 15.0

@@ -35,7 +35,7 @@ from tests.nats_fixtures import (
     says,
     write_config,
 )
-from tests.test_templates import run_limited
+from tests.ruleformat.test_templates import run_limited
 
 PING_BOUND = 1.0  # the bound: a ping answered in under a second
 PROCESS_MEMORY = 8 * 1024**3  # address space for the service: a guard for this machine

@@ -68,14 +68,14 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
 resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 from kryten_rules.service.responselog import ResponseLog
-from tests.test_responselog import _record
+from tests.service.test_responselog import _record
 log = ResponseLog({str(path)!r})
 log.open()
 print(sum(log.write(_record(i)) for i in range(100)))
 """
     proc = subprocess.run(
         [sys.executable, "-c", child], capture_output=True, text=True, timeout=60,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr
     written = int(proc.stdout)

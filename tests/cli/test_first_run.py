@@ -27,7 +27,7 @@ from kryten_rules.compile.load import load_config
 from kryten_rules.service.chat import ChatClient
 from kryten_rules.tools.project import DATA, packaged_files
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = shutil.which("kryten-rules") or str(Path(sys.executable).with_name("kryten-rules"))
 
 
