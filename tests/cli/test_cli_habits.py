@@ -81,8 +81,8 @@ TABLE: dict[str, dict[int, Callable[[Path], list[str | Path]]]] = {
     },
     "schema": {0: lambda d: ["rules"], 2: lambda d: ["nope"]},
     "init": {0: lambda d: [d / "new"], 2: lambda d: [d / "log.jsonl"]},  # a file, not a dir
-    # `run` and `chat` stop with 0 (tests/service/test_service_start.py, tests/cli/test_first_run.py);
-    # a config with errors cannot start them.
+    # `run` and `chat` stop with 0 (tests/service/test_service_start.py,
+    # tests/cli/test_first_run.py); a config with errors cannot start them.
     "run": {2: lambda d: ["--config", d / "rules" / "bad.yaml"]},
     "chat": {2: lambda d: ["--config", d / "rules" / "bad.yaml"]},
     # `record` stops with 0 (tests/tools/test_record.py)
