@@ -35,6 +35,7 @@ CHANNEL = "TestChannel"
 DOMAIN = "cytu.be"
 BOT_NAME = "CynthiaBot"
 MODEL = "test-model"
+MODEL_TEXT = "Hello from the model"  # what the test model server answers by default
 KEY_ENV = "TEST_KEY"
 KEY_VALUE = "sk-test-service-key"
 WAIT = 10.0  # generous upper bound for anything to arrive; never a timing assertion
@@ -127,8 +128,8 @@ BotFactory = Callable[..., Awaitable[Bot]]
 async def started_bots(config_path: Path) -> AsyncIterator[BotFactory]:
     """A factory of started bots on ``config_path``; all are stopped on the way out.
 
-    start() returns before its SUBs have reached the server (see
-    test_start_returns_with_subscriptions_live); a round trip makes sure.
+    start() flushes its SUBs (test_start_returns_with_subscriptions_live); the
+    round trip also waits for whatever else start() published to arrive.
     """
     bots: list[Bot] = []
 

@@ -12,7 +12,7 @@ of the same length on the real engine, where it was 170x-390x.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,21 +25,15 @@ from kryten_rules.emit.clean import js_length
 from kryten_rules.engine.evaluate import Engine
 from kryten_rules.ruleformat.patterns import normalise
 from kryten_rules.service.bot import Bot
-from kryten_rules.service.embedded import EmbeddedNats
 from tests.emit import baseline_cleaning as baseline
 from tests.nats_fixtures import (
     BASE_RULES,
     BOT_NAME,
-    KEY_ENV,
-    KEY_VALUE,
     MODEL,
     WAIT,
     RobotClient,
     events_received,
-    make_bot,
     read_jsonl,
-    roundtrip,
-    write_config,
 )
 from tests.openai_server import OpenAIServer
 
@@ -82,29 +76,8 @@ pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({MODEL: "ok:hello"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path,
-    nats_server: EmbeddedNats,
-    openai: OpenAIServer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Bot]:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    bot = make_bot(write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url))
-    await bot.start()
-    await roundtrip(bot.nc)
-    try:
-        yield bot
-    finally:
-        await bot.stop(grace=1.0)
+def model_script() -> dict[str, str]:
+    return {MODEL: "ok:hello"}
 
 
 async def _ping_until(client: RobotClient, done: Callable[[], bool]) -> int:

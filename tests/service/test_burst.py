@@ -11,7 +11,6 @@ admitted and overloaded exact without any timing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,12 +51,8 @@ BURST = 100
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({MODEL: "hang:30"}).start()  # model replies stay in progress
-    try:
-        yield server
-    finally:
-        server.stop()
+def model_script() -> dict[str, str]:
+    return {MODEL: "hang:30"}  # model replies stay in progress
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from tests.nats_fixtures import (
     CHANNEL,
     KEY_ENV,
     KEY_VALUE,
+    MODEL,
     WAIT,
     BotFactory,
     RobotClient,
@@ -53,26 +53,8 @@ pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({"test-model": "ok:hello"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def config_path(
-    tmp_path: Path, nats_server: EmbeddedNats, openai: OpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    return write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url)
-
-
-@pytest.fixture
-async def start_bot(config_path: Path) -> AsyncIterator[BotFactory]:
-    async with started_bots(config_path) as start:
-        yield start
+def model_script() -> dict[str, str]:
+    return {MODEL: "ok:hello"}
 
 
 async def ask(client: RobotClient, body: dict[str, Any] | bytes) -> dict[str, Any]:

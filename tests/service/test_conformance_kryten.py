@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,11 @@ from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from tests.conformance.venvs import pinned_python
 from tests.nats_fixtures import (
-    KEY_ENV,
-    KEY_VALUE,
+    MODEL,
     WAIT,
     BotFactory,
-    started_bots,
     wait_until,
-    write_config,
 )
-from tests.openai_server import OpenAIServer
 
 PY_VERSION = "0.17.5"
 ROBOT_VERSION = "1.12.6"
@@ -67,25 +62,13 @@ def shell_python() -> Path:
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({"test-model": "ok:hello"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def model_script() -> dict[str, str]:
+    return {MODEL: "ok:hello"}
 
 
 @pytest.fixture
-async def start_bot(
-    tmp_path: Path, nats_server: EmbeddedNats, openai: OpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[BotFactory]:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    cfg = write_config(
-        tmp_path, nats_url=nats_server.url, api_base=openai.base_url,
-        extra=f"heartbeat: {HEARTBEAT}s\n",  # the registry must see several, quickly
-    )
-    async with started_bots(cfg) as start:
-        yield start
+def config_extra() -> str:
+    return f"heartbeat: {HEARTBEAT}s\n"  # the registry must see several, quickly
 
 
 async def probe(python: Path, scenario: str, **params: Any) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import logging
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from tests.nats_fixtures import (
     MODEL,
     RobotClient,
     make_bot,
-    roundtrip,
     settle,
     wait_until,
     write_config,
@@ -46,30 +44,8 @@ pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({MODEL: "ok:metrics are fun"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path,
-    nats_server: EmbeddedNats,
-    openai: OpenAIServer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Bot]:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    cfg = write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url)
-    b = make_bot(cfg, metrics_port=0)
-    await b.start()
-    await roundtrip(b.nc)  # start() does not wait for its SUBs to reach the server
-    try:
-        yield b
-    finally:
-        await b.stop(grace=1.0)
+def model_script() -> dict[str, str]:
+    return {MODEL: "ok:metrics are fun"}
 
 
 def _get(url: str, method: str = "GET") -> tuple[int, str, bytes]:

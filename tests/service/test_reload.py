@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +17,11 @@ import pytest
 
 from kryten_rules.compile import ruleset as ruleset_module
 from kryten_rules.service.bot import RELOAD_SUBJECT, Bot
-from kryten_rules.service.embedded import EmbeddedNats
 from tests.nats_fixtures import (
-    KEY_ENV,
-    KEY_VALUE,
     WAIT,
     RobotClient,
-    make_bot,
-    roundtrip,
-    write_config,
     write_rules,
 )
-from tests.openai_server import OpenAIServer
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
@@ -49,32 +42,13 @@ BotFactory = Callable[..., Awaitable[Bot]]
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def model_script() -> dict[str, str]:
+    return {}
 
 
 @pytest.fixture
-def config_path(
-    tmp_path: Path, nats_server: EmbeddedNats, openai: OpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    return write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url, rules=V1)
-
-
-@pytest.fixture
-async def bot(config_path: Path) -> AsyncIterator[Bot]:
-    b = make_bot(config_path)
-    await b.start()
-    await roundtrip(b.nc)
-    try:
-        yield b
-    finally:
-        if not b.stopping:
-            await b.stop(grace=1.0)
+def rules_text() -> str:
+    return V1
 
 
 def rules_file(config_path: Path) -> Path:

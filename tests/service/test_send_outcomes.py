@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 
-from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from kryten_rules.service.pacing import Outgoing, Pacer
 from kryten_rules.wire import envelope, event_subject
@@ -37,7 +36,6 @@ from tests.nats_fixtures import (
     metric,
     read_jsonl,
     settle,
-    started_bots,
     wait_until,
     write_config,
 )
@@ -121,26 +119,8 @@ async def real_robot(nats_server: EmbeddedNats) -> AsyncIterator[RobotFactory]:
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({MODEL: f"ok:{LONG}"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def config_path(
-    tmp_path: Path, nats_server: EmbeddedNats, openai: OpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    return write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url)
-
-
-@pytest.fixture
-async def start_bot(config_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]]]:
-    async with started_bots(config_path) as start:
-        yield start
+def model_script() -> dict[str, str]:
+    return {MODEL: f"ok:{LONG}"}
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from tests.nats_fixtures import (
     KEY_ENV,
     KEY_VALUE,
     MODEL,
+    MODEL_TEXT,
     WAIT,
     Decisions,
     RobotClient,
@@ -54,14 +55,12 @@ from tests.nats_fixtures import (
     read_jsonl,
     says,
     settle,
-    started_bots,
     wait_until,
     write_config,
     write_rules,
 )
 from tests.openai_server import OpenAIServer
 
-MODEL_TEXT = "Hello from the model"
 LIFECYCLE_KEYS = {"service", "version", "hostname", "timestamp", "uptime_seconds", "metadata"}
 
 BotFactory = Callable[..., Awaitable[Bot]]
@@ -71,32 +70,6 @@ BotFactory = Callable[..., Awaitable[Bot]]
 
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
-
-
-@pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({MODEL: f"ok:{MODEL_TEXT}"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def config_path(
-    tmp_path: Path,
-    nats_server: EmbeddedNats,
-    openai: OpenAIServer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Path:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    return write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url)
-
-
-@pytest.fixture
-async def start_bot(config_path: Path) -> AsyncIterator[BotFactory]:
-    async with started_bots(config_path) as start:
-        yield start
 
 
 def responses_path(config_path: Path) -> Path:

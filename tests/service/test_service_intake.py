@@ -12,7 +12,7 @@ No timed assertions: "no reply" is a fact after :func:`settle`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tests.nats_fixtures import (
     KEY_ENV,
     KEY_VALUE,
     MODEL,
+    MODEL_TEXT,
     RobotClient,
     make_bot,
     metric,
@@ -32,12 +33,10 @@ from tests.nats_fixtures import (
     roundtrip,
     says,
     settle,
-    started_bots,
     write_config,
 )
 from tests.openai_server import OpenAIServer
 
-MODEL_TEXT = "Hello from the model"
 NOTICE = {"addClass": "server-whisper"}
 
 # The mention prompt quotes the room's recent lines, as the repo's mention.j2 does.
@@ -79,25 +78,8 @@ class MovingClock:
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({MODEL: f"ok:{MODEL_TEXT}"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def start_bot(
-    tmp_path: Path,
-    nats_server: EmbeddedNats,
-    openai: OpenAIServer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[BotFactory]:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    config = write_config(tmp_path, nats_url=nats_server.url, api_base=openai.base_url, rules=RULES)
-    async with started_bots(config) as start:
-        yield start
+def rules_text() -> str:
+    return RULES
 
 
 def prompts(openai: OpenAIServer) -> list[str]:
