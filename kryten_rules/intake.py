@@ -132,7 +132,7 @@ class Intake:
             return Ignored(why)
         if decoded.add_class == NOTICE_CLASS:
             return Ignored(IgnoreReason.NOTICE, NOTICE_CLASS)
-        if decoded.shadow:
+        if decoded.muted:
             return Ignored(IgnoreReason.MUTED)
         at = decoded.at
         if at is not None:

@@ -90,7 +90,7 @@ class Decoded:
     service compares it with its start time to drop the ~15 messages of chat
     history CyTube replays on join. The same value (or ``0.0``) is in
     ``ChatEvent.at``; the service may restamp it with its own clock.
-    ``shadow`` is ``payload.meta.shadow``: the sender is shadow-muted, only
+    ``muted`` is ``payload.meta.shadow``: the sender is shadow-muted, only
     moderators (and the bot) see the message, and it must be ignored.
     ``add_class`` is ``payload.meta.addClass`` (``""`` when absent or not a
     string): CyTube's CSS class for the line, ``"server-whisper"`` on its own
@@ -103,7 +103,7 @@ class Decoded:
     event_name: str
     event: WireEvent
     at: float | None = None
-    shadow: bool = False
+    muted: bool = False
     add_class: str = ""
     position: float | None = None
     channel: str = ""
@@ -241,7 +241,7 @@ class _Facts(NamedTuple):
     """What a payload says beyond its event: CyTube's time, a line's flags, a media's position."""
 
     at: float | None = None
-    shadow: bool = False
+    muted: bool = False
     add_class: str = ""
     position: float | None = None
 
@@ -256,14 +256,14 @@ def _decode_chat(kind: str, payload: dict[str, Any]) -> tuple[ChatEvent, _Facts]
     if meta is None:
         meta = {}
     meta = _object(meta, "payload.meta")
-    shadow = bool(meta.get("shadow", False))
+    muted = bool(meta.get("shadow", False))
     add_class = meta.get("addClass")
     add_class = _clean_text(add_class)[:_NAME_MAX] if isinstance(add_class, str) else ""
     time_ms = _number(payload, "time", "payload")
     at = time_ms / 1000.0 if time_ms is not None else None
     to = _name(payload, "to", "payload") if kind == "pm" else None
     event = ChatEvent(kind=kind, user=user, text=text, at=at or 0.0, to=to)
-    return event, _Facts(at, shadow, add_class)
+    return event, _Facts(at, muted, add_class)
 
 
 def _position(payload: dict[str, Any]) -> float | None:
@@ -353,7 +353,7 @@ def decode_message(subject: str, data: bytes | bytearray | memoryview) -> Decode
         event_name=name,
         event=event,
         at=facts.at,
-        shadow=facts.shadow,
+        muted=facts.muted,
         add_class=facts.add_class,
         position=facts.position,
         channel=_clean_text(channel),

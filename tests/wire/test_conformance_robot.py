@@ -184,13 +184,13 @@ def test_chatmsg(robot: Probe, text: str) -> None:
     d = _decode(robot, "chatMsg", payload)
     assert d is not None
     assert d.event == ChatEvent(kind="chatmsg", user="alice", text=text, at=1_700_000_000.123)
-    assert d.at == 1_700_000_000.123 and not d.shadow
+    assert d.at == 1_700_000_000.123 and not d.muted
 
 
 def test_chatmsg_shadow_and_odd_unicode(robot: Probe) -> None:
     payload = {"username": "troll", "msg": "a\ud800b\x00c", "meta": {"shadow": True}, "time": 5}
     d = _decode(robot, "chatMsg", payload)
-    assert d is not None and d.shadow
+    assert d is not None and d.muted
     assert d.event == ChatEvent(kind="chatmsg", user="troll", text="a\ufffdbc", at=0.005)
 
 

@@ -111,7 +111,7 @@ def test_chatmsg() -> None:
         event_name="chatMsg",
         event=ChatEvent(kind="chatmsg", user="alice", text="it&#39;s <b>x</b>", at=1_700_000_000.0),
         at=1_700_000_000.0,
-        shadow=False,
+        muted=False,
         channel=CHANNEL,
         domain=DOMAIN,
         correlation_id="550e8400-e29b-41d4-a716-446655440000",
@@ -121,7 +121,7 @@ def test_chatmsg() -> None:
 
 def test_chatmsg_shadow_and_optional_fields() -> None:
     d = decode_message(*env("chatMsg", chat(meta={"shadow": True, "addClass": None})))
-    assert d is not None and d.shadow
+    assert d is not None and d.muted
     p = chat()
     del p["meta"], p["time"]
     d = decode_message(*env("chatMsg", p))
