@@ -74,6 +74,18 @@ class CytubeConfig:
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
 
 
+DEFAULT_STATE_BUCKET = "kryten_rules_state"
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where cooldowns and budgets live: ``memory`` (this process) or ``jetstream``
+    (written behind to the KV ``bucket``, loaded at start; see service/kvstate.py)."""
+
+    store: str = "memory"
+    bucket: str = DEFAULT_STATE_BUCKET
+
+
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     responses: str | None = None
@@ -91,6 +103,7 @@ class ServiceConfig:
     dry_run: bool = False
     ignore_users: frozenset[str] = frozenset()
     log: LogConfig = field(default_factory=LogConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     max_in_flight: int = 4
     metrics_port: int | None = DEFAULT_METRICS_PORT
     metrics_host: str = "127.0.0.1"
@@ -204,5 +217,6 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         models=models,
         chains=chains,
         log=LogConfig(**_given(log, "responses", "level")),
+        state=StateConfig(**_given(doc.get("state") or {}, "store", "bucket")),
         **top,
     )

@@ -289,17 +289,34 @@ class MemoryStore:
         if not dirty:
             return {}
         self._dirty = set()
-        out: dict[Key, Value | None] = {}
-        for key in dirty:
-            entry = self._data.get(key)
-            if entry is None:
-                out[key] = None
-            elif isinstance(entry.value, tuple):
-                out[key] = Cooldown(entry.value[0], entry.value[1], entry.expires)
-            else:
-                t = entry.value
-                out[key] = Counter(tuple(t.times[t.head :]), t.keep, entry.expires)
-        return out
+        return {key: self._value(self._data.get(key)) for key in dirty}
+
+    def touch(self, keys: Iterable[Key]) -> None:
+        """Journal ``keys`` as changed (a merge left them newer than the backend's)."""
+        if self._dirty is not None:
+            self._dirty.update(k for k in keys if k in self._data)
+
+    @staticmethod
+    def _value(entry: _Entry | None) -> Value | None:
+        if entry is None:
+            return None
+        if isinstance(entry.value, tuple):
+            return Cooldown(entry.value[0], entry.value[1], entry.expires)
+        t = entry.value
+        return Counter(tuple(t.times[t.head :]), t.keep, entry.expires)
+
+    def value(self, key: Key) -> Value | None:
+        """The running entry of ``key`` as a backend stores it (None: none)."""
+        return self._value(self._live(key))
+
+    def snapshot(self) -> dict[Key, Value]:
+        """Every running entry, as :meth:`restore` takes them (a copy for ``explain``)."""
+        now = self._timer()
+        return {
+            k: v
+            for k, e in self._data.items()
+            if e.expires > now and (v := self._value(e)) is not None
+        }
 
     def restore(self, values: Mapping[Key, Value]) -> int:
         """Install loaded entries (over what is here); the expired ones are left

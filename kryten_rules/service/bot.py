@@ -75,7 +75,7 @@ from kryten_rules.service.rulemanager import (
     RuleManager,
     RulesFailed,
 )
-from kryten_rules.service.statesync import StateSync
+from kryten_rules.service.statesync import StateSync, state_backend_for
 from kryten_rules.service.watch import FileWatcher
 from kryten_rules.version import __version__
 from kryten_rules.wire import parse_userlist_kv, subscribe_subject, userlist_bucket
@@ -253,7 +253,6 @@ class Bot:
             bot_name=self.config.bot_name,
             ignore_users=self.config.ignore_users,
         )
-        await self._load_state()
         try:
             chains = usable_chains(self.config)
         except NoUsableModel as exc:
@@ -292,6 +291,7 @@ class Bot:
                     log.info("embedded nats-server listening on %s", self.embedded.url)
                 await self._connect()
             await self._load_ranks()
+            await self._load_state()
             await warming  # before the first event: the first reply is not the slow one
         finally:
             if not warming.done():
@@ -330,20 +330,21 @@ class Bot:
         )
 
     async def _load_state(self) -> None:
-        """Cooldowns and budgets from the state backend, if one is given."""
+        """Cooldowns and budgets from the state backend, if there is one (a
+        given one, or the config's ``state.store: jetstream``). An unreachable
+        backend is a warning: the bot decides from memory and retries it."""
         engine = self.engine
-        if self._state_backend is None or engine is None:
+        backend = self._state_backend or state_backend_for(self.config, self.bus, self._quiet)
+        if backend is None or engine is None:
             return
         if not isinstance(engine.state, MemoryStore):
             raise StartupError("a state backend needs the engine's in-memory store")
-        sync = StateSync(engine.state, self._state_backend)
-        try:
-            loaded = await sync.start()
-        except Exception as exc:
-            raise StartupError(f"cannot load the state from its backend: {exc}") from exc
+        sync = StateSync(engine.state, backend, quiet=self._quiet)
+        loaded = await sync.start()
         self.state_sync = sync
         self._spawn(sync.run(), "state-sync")
-        log.info("state: %d running cooldowns and budgets loaded", loaded)
+        if sync.loaded:
+            log.info("state: %d running cooldowns and budgets loaded", loaded)
 
     async def _connect(self) -> None:
         try:

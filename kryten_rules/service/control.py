@@ -21,6 +21,8 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from kryten_rules.engine.evaluate import Engine
+from kryten_rules.engine.state import MemoryStore
 from kryten_rules.redact import mask_credentials
 from kryten_rules.service import commands
 from kryten_rules.service.bus import Message
@@ -42,6 +44,25 @@ COMMANDS = (
     "rules.reload",
     "rules.explain",
 )
+
+
+def live_engine(bot: Bot) -> Engine:
+    """An engine on a copy of the running bot's cooldowns and budgets, at its
+    clock's time: ``rules.explain`` with ``state: live`` answers "would this
+    line be answered now?" (how long a cooldown has left) and spends nothing
+    of the live state."""
+    live = bot.engine.state if bot.engine is not None else None
+    store = MemoryStore(bot.clock.now)
+    if isinstance(live, MemoryStore):
+        store.restore(live.snapshot())
+    return Engine(
+        bot.ruleset,
+        clock=bot.clock,
+        seed=0,
+        state=store,
+        channel=bot.config.cytube.channel,
+        bot_name=bot.config.bot_name,
+    )
 
 
 class Control:
@@ -101,6 +122,7 @@ class Control:
                 raise ValueError("args.text (the chat line) is required")
             media = args.get("media")
             assert bot.renderer is not None
+            live = live_engine(bot) if args.get("state") == "live" else None
             return await explain_event_isolated(
                 bot.ruleset,
                 text,
@@ -111,6 +133,8 @@ class Control:
                 media_title=media if isinstance(media, str) else None,
                 media_duration=float(args.get("media_duration", 5400)),
                 channel=bot.config.cytube.channel,
+                engine=live,
+                at=bot.clock.now() if live is not None else 1.0,
             )
         # "Unknown command" as the robot words it: kryten-shell looks for it
         raise ValueError(f"Unknown command {name!r} (known: {', '.join(COMMANDS)})")

@@ -25,6 +25,7 @@ def _decide(
     media_duration: float = 0.0,
     channel: str = "",
     engine: Engine | None = None,
+    at: float = 1.0,
 ) -> Decision:
     eng = engine or Engine(ruleset, clock=VirtualClock(1.0), seed=0, channel=channel)
     media = Media(media_title, media_duration) if media_title else None
@@ -34,7 +35,7 @@ def _decide(
         kind=kind,
         user=user,
         rank=rank,
-        at=1.0,
+        at=at,
         text=text if kind != "changemedia" else "",
         media=media if kind == "changemedia" else None,
     )

@@ -1,0 +1,332 @@
+"""Cooldowns and budgets in a JetStream KV bucket (``state: {store: jetstream}``).
+
+The engine never waits for this module: it decides against the in-memory
+store, and :class:`~.statesync.StateSync` loads this backend at start, flushes
+the store's journal to it every second and merges what other instances write
+(:meth:`JetStreamBackend.watch`). So a restarted bot, or a second instance on
+the same bucket, sees the cooldowns and budgets the first one spent.
+
+Keys. One bucket can hold many channels: every key starts with the CyTube
+domain and the channel, then the state key's elements (``("user_rule",
+"alice", "mention")`` of cytu.be/TestChannel is
+``cytu=2Ebe.TestChannel.user_rule.alice.mention``). KV keys allow only
+``[-/_=.a-zA-Z0-9]`` and ``.`` separates tokens, so each element keeps its
+letters, digits, ``-`` and ``_`` and writes every other byte of its UTF-8 as
+``=XX`` (hex); an empty element is ``=``. The encoding is one-to-one, so a key read
+back is the tuple that was written (names with spaces, dots, emoji, and the
+shadow namespace's ``~shadow`` included).
+
+Values are compact JSON: ``{"cd":[fired_at,duration],"exp":E,"by":ID}`` for a
+cooldown, ``{"n":[t1,...],"keep":K,"exp":E,"by":ID}`` for a budget's
+timestamps; ``exp`` is when the entry is over (wall-clock seconds) and ``by``
+the writing instance, so a watcher can skip its own writes.
+
+Growth is bounded twice: each value is written with a per-message TTL (its
+own expiry, NATS 2.11+), so the server drops it when it is over, and the
+bucket's ``max_age`` (:data:`MAX_AGE`) drops anything not rewritten for that
+long (a bucket made elsewhere without per-message TTLs still stays bounded).
+The bucket keeps one revision per key (``history=1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from kryten_rules.engine.state import Cooldown, Counter, Key, Value
+from kryten_rules.quietlog import QuietLog
+
+log = logging.getLogger("kryten_rules.service")
+
+MAX_AGE = 31 * 86400.0  # the bucket's backstop; a value's own TTL normally drops it first
+LOAD_TIMEOUT = 10.0  # a whole load, however many keys
+OP_TIMEOUT = 2.0  # one KV request; the flush task waits at most this per batch
+BATCH = 256  # puts in flight at once
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+PURGE_MARKER_TTL = 3600  # a dropped key's purge marker: long enough for every watcher
+
+
+class StateUnavailable(RuntimeError):
+    """The bucket cannot be reached or made; the message says what the operator can do."""
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def encode_token(text: str) -> str:
+    """One key element as a KV key token (see the module docstring)."""
+    if not text:
+        return "="
+    out: list[str] = []
+    for ch in text:
+        if ch in _SAFE:
+            out.append(ch)
+        else:
+            out.extend(f"={b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def decode_token(token: str) -> str:
+    """The inverse of :func:`encode_token`; ``ValueError`` for a token it cannot make."""
+    if token == "=":
+        return ""
+    raw = bytearray()
+    i, n = 0, len(token)
+    while i < n:
+        ch = token[i]
+        if ch == "=":
+            pair = token[i + 1 : i + 3]
+            if len(pair) != 2 or not all(c in "0123456789ABCDEF" for c in pair):
+                raise ValueError(f"bad escape in key token {token!r}")
+            raw.append(int(pair, 16))
+            i += 3
+        elif ch in _SAFE:
+            raw.append(ord(ch))
+            i += 1
+        else:
+            raise ValueError(f"character {ch!r} in key token {token!r}")
+    return raw.decode("utf-8")  # UnicodeDecodeError is a ValueError
+
+
+def channel_prefix(domain: str, channel: str) -> str:
+    """The KV key prefix (with its final dot) of one channel's state."""
+    return f"{encode_token(domain)}.{encode_token(channel)}."
+
+
+def encode_key(prefix: str, key: Key) -> str:
+    return prefix + ".".join(encode_token(part) for part in key)
+
+
+def decode_key(prefix: str, kv_key: str) -> Key:
+    if not kv_key.startswith(prefix) or len(kv_key) == len(prefix):
+        raise ValueError(f"key {kv_key!r} is not under {prefix!r}")
+    return tuple(decode_token(t) for t in kv_key[len(prefix) :].split("."))
+
+
+# --- values -------------------------------------------------------------------------
+
+
+def encode_value(value: Value, writer: str) -> bytes:
+    doc: dict[str, Any]
+    if isinstance(value, Cooldown):
+        doc = {"cd": [value.fired_at, value.duration], "exp": value.expires}
+    else:
+        doc = {"n": list(value.times), "keep": value.keep, "exp": value.expires}
+    doc["by"] = writer
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _number(x: object) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        raise ValueError(f"not a finite number: {x!r}")
+    return float(x)
+
+
+def decode_value(data: bytes) -> tuple[Value, str]:
+    """A stored value and who wrote it; ``ValueError`` for anything else."""
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    writer = str(doc.get("by", ""))
+    expires = _number(doc.get("exp"))
+    if "cd" in doc:
+        cd = doc["cd"]
+        if not isinstance(cd, list) or len(cd) != 2:
+            raise ValueError("cd is not [fired_at, duration]")
+        return Cooldown(_number(cd[0]), _number(cd[1]), expires), writer
+    times, keep = doc.get("n"), doc.get("keep")
+    if not isinstance(times, list) or isinstance(keep, bool) or not isinstance(keep, int):
+        raise ValueError("neither a cooldown (cd) nor a budget (n, keep)")
+    return Counter(tuple(sorted(_number(t) for t in times)), max(1, keep), expires), writer
+
+
+# --- the backend ----------------------------------------------------------------------
+
+
+class JetStreamBackend:
+    """A :class:`~kryten_rules.state.StateBackend` over one nats-py connection.
+
+    Every method raises :class:`StateUnavailable` (or the client's error) when
+    the bucket cannot be reached; :class:`~.statesync.StateSync` then keeps the
+    changes and tries again, and the engine goes on deciding from memory.
+    """
+
+    def __init__(
+        self,
+        nc: Any,
+        bucket: str,
+        *,
+        domain: str,
+        channel: str,
+        clock: Callable[[], float] = time.time,
+        quiet: QuietLog | None = None,
+    ) -> None:
+        self.nc = nc
+        self.bucket = bucket
+        self.prefix = channel_prefix(domain, channel)
+        self.writer = uuid.uuid4().hex[:12]  # this instance, in every value it writes
+        self._clock = clock
+        self._quiet = quiet or QuietLog(log)
+        self._kv: Any = None
+        self._js: Any = None
+        self._ttl = True  # the bucket takes per-message TTLs
+        self._fresh = asyncio.Event()  # set when the bucket came back: watch afresh
+
+    # --- the bucket ---------------------------------------------------------------
+
+    async def _bucket(self) -> Any:
+        if self._kv is not None:
+            return self._kv
+        import nats.errors
+        import nats.js.errors
+
+        js = self._js = self.nc.jetstream(timeout=OP_TIMEOUT)
+        try:
+            try:
+                kv = await js.key_value(self.bucket)
+            except nats.js.errors.BucketNotFoundError:
+                kv = await js.create_key_value(
+                    bucket=self.bucket,
+                    history=1,
+                    ttl=MAX_AGE,
+                    description="kryten-rules cooldowns and budgets",
+                )
+                log.info("state: created the JetStream KV bucket %s", self.bucket)
+            status = await kv.status()
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
+            raise StateUnavailable(
+                "JetStream is not enabled on the NATS server (start nats-server with -js, "
+                "or set state.store: memory)"
+            ) from exc
+        self._ttl = bool(getattr(status.stream_info.config, "allow_msg_ttl", False))
+        if not self._ttl:
+            log.warning(
+                "state: bucket %s takes no per-message TTL (made without it); over values "
+                "stay until its max_age",
+                self.bucket,
+            )
+        self._kv = kv
+        return kv
+
+    def _failed(self) -> None:
+        """Forget the bucket handle: the next call looks it up (or makes it) again."""
+        self._kv = None
+
+    # --- StateBackend -------------------------------------------------------------
+
+    async def load(self, keys: Collection[Key] | None = None) -> dict[Key, Value]:
+        """Every running value of this channel (``keys``: only those)."""
+        try:
+            kv = await self._bucket()
+            values = await asyncio.wait_for(self._read_all(kv), LOAD_TIMEOUT)
+        except Exception:
+            self._failed()
+            raise
+        self._fresh.set()
+        if keys is not None:
+            wanted = set(keys)
+            values = {k: v for k, v in values.items() if k in wanted}
+        return values
+
+    async def _read_all(self, kv: Any) -> dict[Key, Value]:
+        watcher = await kv.watch(self.prefix + ">", ignore_deletes=True)
+        out: dict[Key, Value] = {}
+        try:
+            while (entry := await watcher.updates(timeout=LOAD_TIMEOUT)) is not None:
+                decoded = self._decode(entry.key, entry.value)
+                if decoded is not None:
+                    out[decoded[0]] = decoded[1]
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+        return out
+
+    def _decode(self, kv_key: str, data: bytes | None) -> tuple[Key, Value, str] | None:
+        try:
+            key = decode_key(self.prefix, kv_key)
+            value, writer = decode_value(data or b"")
+        except ValueError as exc:
+            self._quiet.warning("state_bad_value", "state: left out KV key %s: %s", kv_key, exc)
+            return None
+        return key, value, writer
+
+    async def flush(self, changes: Mapping[Key, Value | None]) -> None:
+        """Write each changed value (with its TTL); a dropped key is purged."""
+        try:
+            kv = await self._bucket()
+            items = list(changes.items())
+            for i in range(0, len(items), BATCH):
+                await asyncio.gather(*(self._write(kv, k, v) for k, v in items[i : i + BATCH]))
+        except Exception:
+            self._failed()
+            raise
+
+    async def _write(self, kv: Any, key: Key, value: Value | None) -> None:
+        name = encode_key(self.prefix, key)
+        if value is None:  # a removed rule's state: gone, and its marker goes too
+            await kv.purge(name, msg_ttl=PURGE_MARKER_TTL if self._ttl else None)
+            return
+        data = encode_value(value, self.writer)
+        left = value.expires - self._clock()
+        if left <= 0:
+            return  # over already: its stored value (if any) is over too, and has a TTL
+        if self._ttl:
+            ttl = min(MAX_AGE, max(1, math.ceil(left)))
+            await self._js.publish(f"$KV.{self.bucket}.{name}", data, msg_ttl=ttl)
+        else:
+            await kv.put(name, data)
+
+    async def watch(self, apply: Callable[[Mapping[Key, Value]], object]) -> None:
+        """Hand what other instances write to ``apply``, for ever (a task to cancel).
+
+        Runs one KV watcher over this channel's keys; its first pass is every
+        current value (merging them is harmless: a merge is idempotent). When
+        the bucket has been away (a load or flush failed, then worked), the
+        watcher is made afresh, since an old one may have died with the server.
+        """
+        while True:
+            await self._fresh.wait()
+            self._fresh.clear()
+            try:
+                kv = await self._bucket()
+                watcher = await kv.watch(self.prefix + ">", ignore_deletes=True)
+            except Exception as exc:
+                self._failed()
+                self._quiet.warning("state_watch", "state: cannot watch the bucket: %s", exc)
+                continue
+            try:
+                await self._follow(watcher, apply)
+            finally:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()
+
+    async def _follow(self, watcher: Any, apply: Callable[[Mapping[Key, Value]], object]) -> None:
+        import nats.errors
+
+        while not self._fresh.is_set():
+            try:
+                entry = await watcher.updates(timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            if entry is None:
+                continue  # the end of the first pass
+            decoded = self._decode(entry.key, entry.value)
+            if decoded is not None and decoded[2] != self.writer:
+                apply({decoded[0]: decoded[1]})
+
+    def recovered(self) -> None:
+        """The bucket is back after an outage: the watcher is made afresh."""
+        self._fresh.set()
+
+    async def close(self) -> None:
+        self._kv = None
