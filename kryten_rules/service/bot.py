@@ -342,6 +342,8 @@ class Bot:
         sync = StateSync(engine.state, backend, quiet=self._quiet)
         loaded = await sync.start()
         self.state_sync = sync
+        self.metrics.state_backend_up.set_function(lambda: 1.0 if sync.healthy else 0.0)
+        self.metrics.state_unflushed.set_function(lambda: float(sync.unflushed))
         self._spawn(sync.run(), "state-sync")
         if sync.loaded:
             log.info("state: %d running cooldowns and budgets loaded", loaded)

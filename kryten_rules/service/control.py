@@ -97,7 +97,21 @@ class Control:
             "send_failures": robot.failures,
             "last_send_failure": robot.last_failure,
             "dry_run": bot.dry_run,
+            "state": self._state_health(),
         }
+
+    def _state_health(self) -> dict[str, Any]:
+        """Where cooldowns and budgets live, and whether the backend keeps up.
+        A backend that is away does not degrade the bot: it decides from memory."""
+        state, sync = self.bot.config.state, self.bot.state_sync
+        out: dict[str, Any] = {"store": state.store if sync is not None else "memory"}
+        if sync is not None:
+            out |= {
+                "bucket": state.bucket,
+                "backend": "ok" if sync.healthy else "unreachable",
+                "unflushed": sync.unflushed,
+            }
+        return out
 
     # --- commands -------------------------------------------------------------------
 

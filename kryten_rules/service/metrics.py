@@ -108,6 +108,17 @@ class Metrics:
         self.nats_connected = Gauge(
             "kryten_rules_nats_connected", "1 when connected to NATS.", registry=r
         )
+        # set to the state sync's health when a backend is wired (bot._load_state)
+        self.state_backend_up = Gauge(
+            "kryten_rules_state_backend_up",
+            "1 while the state backend (JetStream KV) answers, 0 while state is memory-only.",
+            registry=r,
+        )
+        self.state_unflushed = Gauge(
+            "kryten_rules_state_unflushed",
+            "Changed state keys kept in memory until the state backend takes them.",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

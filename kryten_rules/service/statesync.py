@@ -140,6 +140,11 @@ class StateSync:
             if callable(recovered):
                 recovered()
 
+    @property
+    def unflushed(self) -> int:
+        """Changed keys kept since a flush failed (the journal since then comes on top)."""
+        return len(self._unflushed)
+
     async def flush(self) -> int:
         """Hand the changes so far to the backend; how many keys went."""
         pending = self._unflushed
