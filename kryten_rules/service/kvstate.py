@@ -46,7 +46,9 @@ from kryten_rules.quietlog import QuietLog
 log = logging.getLogger("kryten_rules.service")
 
 MAX_AGE = 31 * 86400.0  # the bucket's backstop; a value's own TTL normally drops it first
-LOAD_TIMEOUT = 10.0  # a whole load, however many keys
+LOAD_TIMEOUT = 120.0  # a whole load (a busy channel's bucket: seconds)
+LOAD_STALL = 5.0  # the load gives up when no key comes for this long
+WATCH_RETRY = 1.0  # between attempts to make a watcher
 OP_TIMEOUT = 2.0  # one KV request; the flush task waits at most this per batch
 BATCH = 256  # puts in flight at once
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -242,7 +244,7 @@ class JetStreamBackend:
         watcher = await kv.watch(self.prefix + ">", ignore_deletes=True)
         out: dict[Key, Value] = {}
         try:
-            while (entry := await watcher.updates(timeout=LOAD_TIMEOUT)) is not None:
+            while (entry := await watcher.updates(timeout=LOAD_STALL)) is not None:
                 decoded = self._decode(entry.key, entry.value)
                 if decoded is not None:
                     out[decoded[0]] = decoded[1]
@@ -266,7 +268,13 @@ class JetStreamBackend:
             kv = await self._bucket()
             items = list(changes.items())
             for i in range(0, len(items), BATCH):
-                await asyncio.gather(*(self._write(kv, k, v) for k, v in items[i : i + BATCH]))
+                batch = items[i : i + BATCH]
+                done = await asyncio.gather(
+                    *(self._write(kv, k, v) for k, v in batch), return_exceptions=True
+                )
+                failed = [r for r in done if isinstance(r, BaseException)]
+                if failed:  # all kept for the next flush (rewriting a value is harmless)
+                    raise failed[0]
         except Exception:
             self._failed()
             raise
@@ -289,31 +297,44 @@ class JetStreamBackend:
     async def watch(self, apply: Callable[[Mapping[Key, Value]], object]) -> None:
         """Hand what other instances write to ``apply``, for ever (a task to cancel).
 
-        Runs one KV watcher over this channel's keys; its first pass is every
-        current value (merging them is harmless: a merge is idempotent). When
-        the bucket has been away (a load or flush failed, then worked), the
-        watcher is made afresh, since an old one may have died with the server.
+        Runs one KV watcher over this channel's keys, from the first load on;
+        its first pass is every current value (merging them again is harmless:
+        a merge is idempotent). The watcher is made afresh whenever NATS
+        reconnected or the bucket was away (a load or flush failed, then
+        worked), since an old one may have died with the server.
         """
+        await self._fresh.wait()
         while True:
-            await self._fresh.wait()
             self._fresh.clear()
+            reconnects = self._reconnects()
             try:
                 kv = await self._bucket()
                 watcher = await kv.watch(self.prefix + ">", ignore_deletes=True)
             except Exception as exc:
                 self._failed()
                 self._quiet.warning("state_watch", "state: cannot watch the bucket: %s", exc)
+                await asyncio.sleep(WATCH_RETRY)
                 continue
             try:
-                await self._follow(watcher, apply)
+                await self._follow(watcher, apply, reconnects)
+            except Exception as exc:
+                self._quiet.warning("state_watch", "state: watching the bucket failed: %s", exc)
+                await asyncio.sleep(WATCH_RETRY)
             finally:
                 with contextlib.suppress(Exception):
                     await watcher.stop()
 
-    async def _follow(self, watcher: Any, apply: Callable[[Mapping[Key, Value]], object]) -> None:
+    def _reconnects(self) -> int:
+        stats = getattr(self.nc, "stats", None)
+        return int(stats.get("reconnects", 0)) if isinstance(stats, dict) else 0
+
+    async def _follow(
+        self, watcher: Any, apply: Callable[[Mapping[Key, Value]], object], reconnects: int
+    ) -> None:
+        """Apply updates until the watcher must be made afresh."""
         import nats.errors
 
-        while not self._fresh.is_set():
+        while not self._fresh.is_set() and self._reconnects() == reconnects:
             try:
                 entry = await watcher.updates(timeout=1.0)
             except nats.errors.TimeoutError:

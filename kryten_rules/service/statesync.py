@@ -16,7 +16,7 @@ import logging
 from collections.abc import Collection, Mapping
 
 from kryten_rules.config import ServiceConfig
-from kryten_rules.engine.state import Cooldown, Counter, Key, MemoryStore, StateBackend, Value
+from kryten_rules.engine.state import Cooldown, Counter, Key, MemoryStore, StateBackend, StateFull, Value
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.service.bus import Bus, NatsBus
 
@@ -120,7 +120,11 @@ class StateSync:
         journalled, so the next flush writes the merged value back."""
         store = self.store
         merged = {k: merge_value(store.value(k), v) for k, v in values.items()}
-        n = store.restore(merged)
+        try:
+            n = store.restore(merged)
+        except StateFull as exc:  # every entry here is still running: keep them
+            self._quiet.warning("state_full_load", "state: loaded entries left out: %s", exc)
+            n = 0
         store.touch(k for k, v in merged.items() if v != values[k])
         return n
 

@@ -270,6 +270,20 @@ async def test_two_instances_on_one_bucket_see_each_others_state(
         assert entry["reason"] == "cooldown.user_rule"
         assert seconds_left(entry) <= COOLDOWN
 
+        # the watch outlives a restart of the server (the bucket is on disk)
+        await asyncio.to_thread(nats_server.stop)
+        await asyncio.to_thread(nats_server.start)
+        await wait_until(lambda: first.bus is not None and first.bus.connected
+                         and second.bus is not None and second.bus.connected,
+                         what="both instances reconnected")
+        fired = first.handle(*chat_event("carol", "cynthia, hi"))
+        assert fired is not None and fired.fired == "hello"
+
+        async def second_blocks_carol() -> dict[str, Any] | None:
+            return blocking(await live_explain(second, "carol"))
+
+        await eventually(second_blocks_carol, "carol's cooldown, after the restart", 30)
+
 
 async def test_explain_without_live_state_still_meets_a_fresh_engine(
     tmp_path: Path, nats_server: EmbeddedNats, client: RobotClient
