@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from kryten_rules.compile.load import load_config
-from kryten_rules.config import ChainConfig, CytubeConfig, LogConfig, ModelConfig, NatsConfig
+from kryten_rules.config import (
+    ChainConfig,
+    CytubeConfig,
+    LogConfig,
+    ModelConfig,
+    NatsConfig,
+    StateConfig,
+)
 from kryten_rules.service.embedded import EmbeddedNats
 from tests.nats_fixtures import BOT_NAME, CHANNEL, RobotClient, make_bot, write_rules
 
@@ -52,6 +59,7 @@ def test_every_default_of_a_minimal_config_is_a_value_of_its_type(tmp_path: Path
     assert config.models["m"] == ModelConfig(name="m", model="openai/x")
     assert config.chains["default"] == ChainConfig(name="default", models=("m",))
     assert config.metrics_host == "127.0.0.1" and config.metrics_port == 28292
+    assert config.state == StateConfig(store="memory", bucket="kryten_rules_state")
     for value in (config.nats.url, config.cytube.domain, config.log.level):
         assert isinstance(value, str)
 
@@ -68,6 +76,13 @@ def test_given_values_win_and_integers_written_as_floats_become_ints(tmp_path: P
     assert config.reply_max_age == 120.0
     assert config.metrics_port == 0 and config.metrics_host == "127.0.0.2"
     assert config.nats.url == "nats://10.0.0.1:4222"
+
+
+def test_the_state_store_and_bucket(tmp_path: Path) -> None:
+    config = load_config(_minimal(tmp_path, "state: {store: jetstream, bucket: rules-kv}\n"))
+    assert config.state == StateConfig(store="jetstream", bucket="rules-kv")
+    config = load_config(_minimal(tmp_path, "state: {store: jetstream}\n"))
+    assert config.state.bucket == "kryten_rules_state"
 
 
 async def test_a_config_without_nats_or_domain_sends_replies(

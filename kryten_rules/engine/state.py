@@ -36,9 +36,11 @@ against the in-memory :class:`MemoryStore`, and what lies beyond it is a
 
 :class:`~.service.statesync.StateSync` runs that cycle (``service/bot.py``
 wires it when a backend is given); ``service/statesync.py`` also has
-:class:`~.service.statesync.MemoryBackend`, the reference backend tests use. A KV
-backend maps a :data:`Key` to a subject-safe KV key and a value to JSON; each
-value carries its own expiry, so a bucket TTL can drop what is over.
+:class:`~.service.statesync.MemoryBackend`, the reference backend tests use, and
+``service/kvstate.py`` the JetStream KV one: a :data:`Key` becomes a KV key, a
+value JSON whose expiry is its TTL. Values a backend hands back are merged
+(:meth:`MemoryStore.value` and :meth:`MemoryStore.touch` serve that), so two
+instances that spent the same key agree.
 
 The room (ranks, the playing media, recent lines) is in ``room.py``.
 """
