@@ -17,9 +17,12 @@ back is the tuple that was written (names with spaces, dots, emoji, and the
 shadow namespace's ``~shadow`` included).
 
 Values are compact JSON: ``{"cd":[fired_at,duration],"exp":E,"by":ID}`` for a
-cooldown, ``{"n":[t1,...],"keep":K,"exp":E,"by":ID}`` for a budget's
-timestamps; ``exp`` is when the entry is over (wall-clock seconds) and ``by``
-the writing instance, so a watcher can skip its own writes.
+cooldown, ``{"n":[t1_ms,step_ms,...],"keep":K,"exp":E,"by":ID}`` for a
+budget's timestamps (milliseconds, each after the first as the step from the
+one before); ``exp`` is when the entry is over (wall-clock seconds) and ``by``
+the writing instance, so a watcher can skip its own writes. A budget too big
+for one NATS message (``per_day: 1000000``) keeps its newest timestamps in
+the bucket and the rest in memory only, with a warning.
 
 Growth is bounded twice: each value is written with a per-message TTL (its
 own expiry, NATS 2.11+), so the server drops it when it is over, and the
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -51,6 +55,7 @@ LOAD_STALL = 5.0  # the load gives up when no key comes for this long
 WATCH_RETRY = 1.0  # between attempts to make a watcher
 OP_TIMEOUT = 2.0  # one KV request; the flush task waits at most this per batch
 BATCH = 256  # puts in flight at once
+VALUE_MARGIN = 4096  # of max_payload, for the subject and headers of a put
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 PURGE_MARKER_TTL = 3600  # a dropped key's purge marker: long enough for every watcher
 
@@ -115,12 +120,22 @@ def decode_key(prefix: str, kv_key: str) -> Key:
 # --- values -------------------------------------------------------------------------
 
 
+def to_ms(t: float) -> int:
+    """A timestamp as whole milliseconds: how budgets are stored and merged."""
+    return round(t * 1000)
+
+
 def encode_value(value: Value, writer: str) -> bytes:
+    """Compact JSON. A budget's timestamps are milliseconds, the first one
+    absolute and each next one as the step from the one before, so a budget
+    of 100,000 firings stays a few hundred kilobytes."""
     doc: dict[str, Any]
     if isinstance(value, Cooldown):
         doc = {"cd": [value.fired_at, value.duration], "exp": value.expires}
     else:
-        doc = {"n": list(value.times), "keep": value.keep, "exp": value.expires}
+        ms = sorted(to_ms(t) for t in value.times)
+        steps = [ms[0], *(b - a for a, b in itertools.pairwise(ms))] if ms else []
+        doc = {"n": steps, "keep": value.keep, "exp": value.expires}
     doc["by"] = writer
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -129,6 +144,17 @@ def _number(x: object) -> float:
     if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
         raise ValueError(f"not a finite number: {x!r}")
     return float(x)
+
+
+def _steps(steps: list[Any]) -> tuple[float, ...]:
+    total = 0
+    out: list[float] = []
+    for step in steps:
+        if isinstance(step, bool) or not isinstance(step, int) or (out and step < 0):
+            raise ValueError("n is not [first ms, steps in ms...]")
+        total += step
+        out.append(total / 1000)
+    return tuple(out)
 
 
 def decode_value(data: bytes) -> tuple[Value, str]:
@@ -146,10 +172,24 @@ def decode_value(data: bytes) -> tuple[Value, str]:
         if not isinstance(cd, list) or len(cd) != 2:
             raise ValueError("cd is not [fired_at, duration]")
         return Cooldown(_number(cd[0]), _number(cd[1]), expires), writer
-    times, keep = doc.get("n"), doc.get("keep")
-    if not isinstance(times, list) or isinstance(keep, bool) or not isinstance(keep, int):
+    steps, keep = doc.get("n"), doc.get("keep")
+    if not isinstance(steps, list) or isinstance(keep, bool) or not isinstance(keep, int):
         raise ValueError("neither a cooldown (cd) nor a budget (n, keep)")
-    return Counter(tuple(sorted(_number(t) for t in times)), max(1, keep), expires), writer
+    return Counter(_steps(steps), max(1, keep), expires), writer
+
+
+def fit_value(value: Value, writer: str, limit: int) -> tuple[bytes, int]:
+    """``value`` encoded in at most ``limit`` bytes, and how many timestamps
+    were left out to fit (the oldest: a budget bigger than a NATS message)."""
+    data = encode_value(value, writer)
+    if len(data) <= limit or not isinstance(value, Counter):
+        return data, 0
+    times = value.times
+    keep = len(times)
+    while len(data) > limit and keep > 0:
+        keep = min(keep - 1, int(keep * limit / len(data) * 0.95))
+        data = encode_value(Counter(times[len(times) - keep :], value.keep, value.expires), writer)
+    return data, len(times) - keep
 
 
 # --- the backend ----------------------------------------------------------------------
@@ -220,6 +260,11 @@ class JetStreamBackend:
         self._kv = kv
         return kv
 
+    def _max_value(self) -> int:
+        """The largest value the server takes: its max_payload, less room for headers."""
+        limit = getattr(self.nc, "max_payload", 0)
+        return (limit if isinstance(limit, int) and limit > 0 else 1 << 20) - VALUE_MARGIN
+
     def _failed(self) -> None:
         """Forget the bucket handle: the next call looks it up (or makes it) again."""
         self._kv = None
@@ -284,10 +329,18 @@ class JetStreamBackend:
         if value is None:  # a removed rule's state: gone, and its marker goes too
             await kv.purge(name, msg_ttl=PURGE_MARKER_TTL if self._ttl else None)
             return
-        data = encode_value(value, self.writer)
         left = value.expires - self._clock()
         if left <= 0:
             return  # over already: its stored value (if any) is over too, and has a TTL
+        data, cut = fit_value(value, self.writer, self._max_value())
+        if cut:
+            self._quiet.warning(
+                "state_value_too_big",
+                "state: budget %s has more timestamps than one NATS message holds; the bucket "
+                "keeps its newest, %d left out (a restart counts that many fewer)",
+                name,
+                cut,
+            )
         if self._ttl:
             ttl = min(MAX_AGE, max(1, math.ceil(left)))
             await self._js.publish(f"$KV.{self.bucket}.{name}", data, msg_ttl=ttl)
@@ -334,7 +387,10 @@ class JetStreamBackend:
         """Apply updates until the watcher must be made afresh."""
         import nats.errors
 
+        task = asyncio.current_task()
         while not self._fresh.is_set() and self._reconnects() == reconnects:
+            if task is not None and task.cancelling():  # a cancel wait_for swallowed
+                raise asyncio.CancelledError
             try:
                 entry = await watcher.updates(timeout=1.0)
             except nats.errors.TimeoutError:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from kryten_rules.config import ServiceConfig
 from kryten_rules.engine.state import Cooldown, Counter, Key, MemoryStore, StateBackend, StateFull, Value
@@ -53,8 +54,8 @@ def merge_value(mine: Value | None, theirs: Value) -> Value:
 
     Idempotent and order-free, so instances that merge each other's writes
     agree in the end: the cooldown that ends later wins; a budget keeps the
-    union of both timestamp lists (the same firing, seen twice, is one
-    timestamp), its newest ``keep``; the later expiry holds.
+    union of both timestamp lists, to the millisecond (the same firing, seen
+    twice, is one timestamp), its newest ``keep``; the later expiry holds.
     """
     if mine is None or type(mine) is not type(theirs):
         return theirs
@@ -64,8 +65,10 @@ def merge_value(mine: Value | None, theirs: Value) -> Value:
         return Cooldown(best.fired_at, best.duration, expires)
     assert isinstance(mine, Counter) and isinstance(theirs, Counter)
     keep = max(mine.keep, theirs.keep)
-    times = sorted(set(mine.times) | set(theirs.times))[-keep:]
-    return Counter(tuple(times), keep, expires)
+    # at millisecond resolution, as a backend keeps them (kvstate.py): a firing
+    # seen here and read back from the bucket is one timestamp, not two
+    ms = sorted({round(t * 1000) for t in mine.times} | {round(t * 1000) for t in theirs.times})
+    return Counter(tuple(t / 1000 for t in ms[-keep:]), keep, expires)
 
 
 class StateSync:
@@ -188,8 +191,7 @@ class StateSync:
                 await self.step()
         finally:
             if watcher is not None:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+                await cancel_for_sure(watcher)
 
     async def close(self, timeout: float = 5.0) -> None:
         """The last flush (bounded by ``timeout``: a dead backend cannot hold
@@ -199,6 +201,21 @@ class StateSync:
         finally:
             with contextlib.suppress(Exception):
                 await self.backend.close()
+
+
+async def cancel_for_sure(task: asyncio.Future[Any], every: float = 0.5) -> None:
+    """Cancel ``task`` and wait until it is done, cancelling again as needed.
+
+    Python 3.11's ``asyncio.wait_for`` (which nats-py's KV watcher uses) can
+    swallow a cancellation that arrives as its inner future completes; the
+    watch then went on for ever and the bot's stop hung on it.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=every)
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.result()
 
 
 def state_backend_for(

@@ -6,6 +6,7 @@ over the reference MemoryBackend (tests/test_kvstate.py has the real bucket).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -24,8 +25,10 @@ from kryten_rules.service.kvstate import (
     encode_key,
     encode_token,
     encode_value,
+    fit_value,
 )
 from kryten_rules.service.statesync import MemoryBackend, StateSync, merge_value
+from tests.nats_fixtures import WAIT
 
 # nats-py's own check of a KV key (nats/js/kv.py), and no empty token
 KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
@@ -94,10 +97,43 @@ def test_values_round_trip_as_compact_json(value: Value) -> None:
     assert decode_value(data) == (value, "w1")
 
 
+def test_a_budget_is_stored_to_the_millisecond_as_steps() -> None:
+    value = Counter((1796690000.1234, 1796690000.5, 1796690061.0), 3, 1796700000.0)
+    data = encode_value(value, "w")
+    assert b'"n":[1796690000123,377,60500]' in data
+    assert decode_value(data)[0] == Counter((1796690000.123, 1796690000.5, 1796690061.0), 3,
+                                            1796700000.0)
+
+
+def test_a_budget_of_a_hundred_thousand_firings_fits_one_nats_message() -> None:
+    times = tuple(1796690000.0 + i * 0.8 for i in range(100_000))  # a day at one per 0.8 s
+    data, cut = fit_value(Counter(times, 100_001, 1796800000.0), "w", (1 << 20) - 4096)
+    assert cut == 0 and len(data) < 600_000
+
+
+def test_a_budget_bigger_than_a_message_keeps_its_newest_timestamps() -> None:
+    times = tuple(1796690000.0 + i * 0.8 for i in range(400_000))
+    limit = (1 << 20) - 4096
+    data, cut = fit_value(Counter(times, 400_001, 1796800000.0), "w", limit)
+    assert len(data) <= limit and 0 < cut < 400_000
+    kept = decode_value(data)[0]
+    assert isinstance(kept, Counter) and len(kept.times) == 400_000 - cut
+    assert kept.times[-1] == round(times[-1] * 1000) / 1000  # the newest are the ones kept
+
+
+def test_a_firing_seen_here_and_read_back_rounded_counts_once() -> None:
+    here = Counter((100.0001234, 200.5), 5, 900.0)
+    back = decode_value(encode_value(here, "w"))[0]
+    assert isinstance(back, Counter)
+    merged = merge_value(here, back)
+    assert isinstance(merged, Counter) and len(merged.times) == 2
+
+
 @pytest.mark.parametrize(
     "data",
     [b"", b"nope", b"[]", b'{"exp": 1}', b'{"cd": [1], "exp": 2}', b'{"cd": [1, 2]}',
      b'{"n": [1], "keep": true, "exp": 2}', b'{"cd": [1, "x"], "exp": 2}',
+     b'{"n": [5, -1], "keep": 2, "exp": 2}', b'{"n": [1.5], "keep": 2, "exp": 2}',
      b'{"cd": [1, 2], "exp": NaN}'],
 )
 def test_a_bad_stored_value_is_a_value_error(data: bytes) -> None:
@@ -231,3 +267,35 @@ def test_a_merge_from_another_writer_journals_only_what_is_newer_here() -> None:
     }
     assert sync.apply(theirs) == 2
     assert store.changes() == {("count_global",): Counter((8.0, 9.0), 3, 100.0)}
+
+
+class Stubborn(MemoryBackend):
+    """A backend whose watch swallows the first cancel, as Python 3.11's
+    ``asyncio.wait_for`` (inside nats-py's KV watcher) sometimes does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watching = asyncio.Event()
+        self.swallowed = 0
+
+    async def watch(self, apply: object) -> None:
+        self.watching.set()
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if self.swallowed:
+                    raise
+                self.swallowed += 1
+
+
+async def test_stopping_the_sync_ends_a_watch_that_swallowed_a_cancel() -> None:
+    """Before, the sync's task waited for ever on such a watch, and so did the bot's stop."""
+    backend = Stubborn()
+    sync = StateSync(MemoryStore(VirtualClock().now), backend, interval=3600.0)
+    await sync.start()
+    task = asyncio.create_task(sync.run())
+    await asyncio.wait_for(backend.watching.wait(), WAIT)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=WAIT)
+    assert task in done and task.cancelled() and backend.swallowed == 1
