@@ -185,10 +185,13 @@ class StateSync:
     async def run(self) -> None:
         watch = getattr(self.backend, "watch", None)
         watcher = asyncio.ensure_future(watch(self.apply)) if callable(watch) else None
+        me = asyncio.current_task()
         try:
             while True:
                 await asyncio.sleep(self.interval)
                 await self.step()
+                if me is not None and me.cancelling():  # swallowed in a KV request
+                    raise asyncio.CancelledError
         finally:
             if watcher is not None:
                 await cancel_for_sure(watcher)
