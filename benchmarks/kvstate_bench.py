@@ -45,12 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nats
 
 from kryten_rules import ChatEvent, VirtualClock, load_ruleset
-from kryten_rules.engine import Engine
-from kryten_rules.ruleset import RuleSet
+from kryten_rules.compile.ruleset import RuleSet
+from kryten_rules.engine.evaluate import Engine
+from kryten_rules.engine.state import MemoryStore
 from kryten_rules.service.embedded import EmbeddedNats
 from kryten_rules.service.kvstate import JetStreamBackend
 from kryten_rules.service.statesync import StateSync
-from kryten_rules.state import MemoryStore
 
 BATCH = 500
 RULES = """\

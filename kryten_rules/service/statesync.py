@@ -17,7 +17,15 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from kryten_rules.config import ServiceConfig
-from kryten_rules.engine.state import Cooldown, Counter, Key, MemoryStore, StateBackend, StateFull, Value
+from kryten_rules.engine.state import (
+    Cooldown,
+    Counter,
+    Key,
+    MemoryStore,
+    StateBackend,
+    StateFull,
+    Value,
+)
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.service.bus import Bus, NatsBus
 

@@ -30,7 +30,7 @@ from kryten_rules.engine.evaluate import SHADOW
 from kryten_rules.engine.state import Cooldown, Counter, Key
 from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
-from kryten_rules.service.kvstate import channel_prefix, decode_value, encode_key
+from kryten_rules.service.kvcodec import channel_prefix, decode_value, encode_key
 from kryten_rules.service.lifecycle import lifecycle_subject
 from kryten_rules.units import parse_duration
 from kryten_rules.wire import envelope, event_subject

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from kryten_rules import VirtualClock
 from kryten_rules.engine.evaluate import SHADOW
 from kryten_rules.engine.state import Cooldown, Counter, Key, MemoryStore, Value
-from kryten_rules.service.kvstate import (
+from kryten_rules.service.kvcodec import (
     channel_prefix,
     decode_key,
     decode_token,
