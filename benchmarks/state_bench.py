@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.state_reference import LegacyMemoryStore
+from tests.engine.state_reference import LegacyMemoryStore
 
 from kryten_rules import ChatEvent, VirtualClock, load_ruleset
 from kryten_rules.compile.ruleset import RuleSet
