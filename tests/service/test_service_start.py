@@ -25,7 +25,7 @@ from kryten_rules.wire import COMMAND_SUBJECT, envelope, event_subject, userlist
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = shutil.which("kryten-rules") or str(Path(sys.executable).with_name("kryten-rules"))
 CHANNEL, DOMAIN, BOT = "kvchan", "cytu.be", "KvBot"
-WAIT = 15.0
+WAIT = 45.0  # a process start imports LiteLLM: seconds on a busy machine; a bound, not a timing
 
 RULES = """\
 kryten_rules: 1
