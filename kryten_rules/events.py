@@ -20,6 +20,7 @@ class EventKind(StrEnum):
     PM = "pm"
     CHANGEMEDIA = "changemedia"
     ADDUSER = "adduser"
+    TIMER = "timer"  # v1.1: a timer rule's turn (engine/timers.py)
 
     @property
     def has_sender(self) -> bool:
@@ -33,7 +34,7 @@ class EventKind(StrEnum):
         return self in _WITH_TEXT
 
 
-_NO_SENDER = frozenset({EventKind.CHANGEMEDIA})
+_NO_SENDER = frozenset({EventKind.CHANGEMEDIA, EventKind.TIMER})
 _WITH_TEXT = frozenset({EventKind.CHATMSG, EventKind.PM})
 
 
@@ -55,6 +56,9 @@ class ChatEvent:
     lets the engine use the rank it last saw for that user (chat events on
     the wire carry none), and a user never seen counts as a guest.
     ``at`` is the event time in seconds on the engine's clock.
+    ``timer`` (v1.1, kind ``timer`` only): the id of the timer rule whose
+    turn this is; empty asks every timer rule (``explain``). A timer has no
+    sender and no text.
     """
 
     kind: str = EventKind.CHATMSG  # an EventKind (a plain string compares equal)
@@ -64,3 +68,4 @@ class ChatEvent:
     at: float = 0.0
     media: Media | None = None
     to: str | None = None
+    timer: str = ""

@@ -34,6 +34,7 @@ class Reason(StrEnum):
     CONDITION_USERS = "condition.users"
     CONDITION_NOT_USERS = "condition.not_users"
     CONDITION_MEDIA = "condition.media"
+    CONDITION_CHAT = "condition.chat"  # v1.1 when.chat
     COOLDOWN_GLOBAL = "cooldown.global"
     COOLDOWN_RULE = "cooldown.rule"
     COOLDOWN_USER = "cooldown.user"

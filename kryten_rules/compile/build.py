@@ -187,6 +187,9 @@ def compile_rules(
                 respond_via=doc.get("respond_via", "chat"),
                 max_parts=int(doc.get("max_parts", 2)),
                 shared_limits=bool(doc.get("shared_limits", True)),
+                every=rs.every or 0.0,
+                chat_lines=rs.chat_lines or 0,
+                chat_within=rs.chat_within or 0.0,
             )
         )
 

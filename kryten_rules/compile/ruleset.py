@@ -123,6 +123,9 @@ class Rule:
     respond_via: str = "chat"
     max_parts: int = 2
     shared_limits: bool = True  # v1.1: false keeps it out of the shared budgets and cooldowns
+    every: float = 0.0  # v1.1, `on: timer`: seconds between its turns (engine/timers.py)
+    chat_lines: int = 0  # v1.1 when.chat: at least this many lines from people ...
+    chat_within: float = 0.0  # ... in the last this many seconds (0 lines: no condition)
 
     @property
     def needs_llm(self) -> bool:
@@ -312,6 +315,7 @@ def plan_rule(
         or rule.users is not None
         or bool(rule.not_users)
         or rule.media is not None
+        or rule.chat_lines > 0
     )
     spend_cooldowns = tuple((s, d) for s, d in own.items() if d > 0)
     single = rule.matcher.single_group

@@ -13,7 +13,7 @@ from typing import Any
 
 from kryten_rules.compile.ruleset import Rule, RuleSet
 from kryten_rules.engine.room import MemoryRoom
-from kryten_rules.events import ChatEvent, Media
+from kryten_rules.events import ChatEvent, EventKind, Media
 from kryten_rules.ruleformat.patterns import strip_mention
 from kryten_rules.units import rank_name
 
@@ -35,7 +35,10 @@ def build_context(
     persona = ruleset.persona
     mention = ruleset.regex(mention_index) if mention_index is not None else None
     return {
-        "user": {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
+        # v1.1: a timer has no sender, so no `user` at all (not a guest with no name)
+        "user": None
+        if event.kind == EventKind.TIMER
+        else {"name": event.user, "rank": rank, "rank_name": rank_name(rank)},
         "message": strip_mention(text, mention),
         "text": text,
         "match": matched,

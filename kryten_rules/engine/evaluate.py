@@ -43,7 +43,8 @@ from kryten_rules.engine.decision import Decision
 from kryten_rules.engine.gates import match_miss, media_miss
 from kryten_rules.engine.room import MemoryRoom
 from kryten_rules.engine.state import MemoryStore, StateStore
-from kryten_rules.events import ChatEvent, Media
+from kryten_rules.engine.timers import Schedule
+from kryten_rules.events import ChatEvent, EventKind, Media
 from kryten_rules.ruleformat.patterns import normalise
 from kryten_rules.senders import sender_ignored
 from kryten_rules.trace import BLOCKED, FIRED, SKIPPED, WOULD_FIRE, Reason, TraceEntry
@@ -100,6 +101,8 @@ class Engine:
         self.ignore_users = frozenset(u.lower() for u in ignore_users)
         self._bot_name = bot_name
         self._install(ruleset)
+        # v1.1: each timer rule's turns, keyed by rule id (engine/timers.py)
+        self.timers = Schedule(ruleset, self.clock.now())
 
     # --- rule set ------------------------------------------------------------
 
@@ -119,6 +122,7 @@ class Engine:
         }
         self._sure = tables.sure
         self._shadow_ids = tables.shadow_ids
+        self._timer_rules = tuple(r.index for r in ruleset.rules if r.on == EventKind.TIMER)
         # what a decision's context is built from besides the event (see Decision.context)
         self._decided_with = (ruleset, tables.mention, self.room, self._channel)
 
@@ -143,6 +147,7 @@ class Engine:
         staged._install(ruleset)
         gone = {r.id for r in self.ruleset.rules} - {r.id for r in ruleset.rules}
         vars(self).update(vars(staged))
+        self.timers.sync(ruleset, self.clock.now())  # unchanged timers keep their turns
         if gone:
             try:
                 self.state.drop_rules(gone)
@@ -219,7 +224,11 @@ class Engine:
         trace: tuple[TraceEntry, ...] = ()
         shadow: list[Rule] = []
         tables = self._by_kind.get(kind)
-        if full_trace:
+        if kind == EventKind.TIMER:  # v1.1: a timer's turn tries that timer rule alone
+            fired, trace = self._walk(
+                self._timer_order(event.timer), key, present, rank, now, full_trace, shadow
+            )
+        elif full_trace:
             fired, trace = self._walk(
                 [r.index for r in self.ruleset.rules if r.on == kind],
                 key,
@@ -259,12 +268,35 @@ class Engine:
             make_context = (self._decided_with, text, present, rank, now, room.media, room.lines)
         if kind == "chatmsg" and text:
             room.history.append((user, text))
+            room.times.append(now)
             room.lines += 1
         decision = Decision(
             event, fired, trace, None, make_context, tuple(shadow), self._shadow_ids
         )
         decision._uncommitted = uncommitted
         return decision
+
+    def tick(self, at: float | None = None, *, commit: bool = True) -> list[Decision]:
+        """v1.1: give every timer whose turn has come by ``at`` (default: now) its turn.
+
+        Each due timer is evaluated once, at ``at``, as an event of kind
+        ``timer`` through the same gates as any event; its next turn is then the
+        next multiple of its ``every`` (``engine/timers.py``), whether it fired or not.
+        """
+        now = self.clock.now() if at is None else at
+        decisions = []
+        for rule_id in self.timers.due(now):
+            event = ChatEvent(kind=EventKind.TIMER, at=now, timer=rule_id)
+            decisions.append(self.evaluate(event, commit=commit))
+            self.timers.done(rule_id, now)
+        return decisions
+
+    def _timer_order(self, rule_id: str) -> tuple[int, ...]:
+        """The timer rules a timer event tries: the one whose turn it is, or all (explain)."""
+        if not rule_id:
+            return self._timer_rules
+        rule = self.ruleset.by_id.get(rule_id)
+        return (rule.index,) if rule is not None and rule.on == EventKind.TIMER else ()
 
     def commit(self, decision: Decision) -> None:
         """Spend what a decision made with ``evaluate(commit=False)`` fired; once only."""
@@ -338,11 +370,11 @@ class Engine:
             if miss:
                 return TraceEntry(rule.id, BLOCKED if miss is Reason.VETOED else SKIPPED, miss)
         if plan.conditions:
-            cond = self._condition(rule, user, rank)
+            cond = self._condition(rule, user, rank, now)
             if cond:
                 return TraceEntry(rule.id, BLOCKED, cond[0], cond[1])
         if plan.cooldowns or plan.budgets:
-            # v1.1: an event without a sender (changemedia) uses no rank multiplier
+            # v1.1: an event without a sender (changemedia, timer) uses no rank multiplier
             mult_cd, mult_lim = self._multipliers(rank) if user else _NO_MULTIPLIER
             left = self._cooldown(plan, rule.id, user, now, mult_cd)
             if left:
@@ -369,7 +401,9 @@ class Engine:
                 )
         return plan.fired
 
-    def _condition(self, rule: Rule, user: str, rank: int) -> tuple[Reason, str] | None:
+    def _condition(
+        self, rule: Rule, user: str, rank: int, now: float
+    ) -> tuple[Reason, str] | None:
         if rule.rank_min is not None and rank < rule.rank_min:
             return Reason.CONDITION_RANK, f"rank {rank} < {rule.rank_min}"
         if rule.rank_max is not None and rank > rule.rank_max:
@@ -382,7 +416,17 @@ class Engine:
             why = media_miss(rule, self.room.media)
             if why:
                 return Reason.CONDITION_MEDIA, why
+        if rule.chat_lines:
+            return self._chat_miss(rule, now)
         return None
+
+    def _chat_miss(self, rule: Rule, now: float) -> tuple[Reason, str] | None:
+        """v1.1 ``when.chat``: too few lines from people in the window ending now."""
+        lines = self.room.lines_since(now - rule.chat_within, rule.chat_lines)
+        if lines >= rule.chat_lines:
+            return None
+        within = format_duration(rule.chat_within)
+        return Reason.CONDITION_CHAT, f"{lines} of {rule.chat_lines} lines from people in {within}"
 
     def _multipliers(self, rank: int) -> tuple[float, float]:
         for m in self.ruleset.ranks:

@@ -35,7 +35,7 @@ class RoomState(Protocol):
 
     def forget_user(self, user: str) -> None: ...
 
-    def add_line(self, user: str, text: str) -> None: ...
+    def add_line(self, user: str, text: str, at: float = 0.0) -> None: ...
 
     def history_before(self, count: int) -> list[tuple[str, str]]: ...
 
@@ -53,6 +53,9 @@ class MemoryRoom:
     # many lines arrive before a reply is prepared.
     history: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
     lines: int = 0
+    # v1.1: when each line of ``history`` was said (same order, same length), for
+    # ``when.chat``: a timer counts the recent lines from people before it speaks
+    times: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
 
     def rank_of(self, user: str) -> int:
         return self.ranks.get(user.lower(), 0)
@@ -70,9 +73,25 @@ class MemoryRoom:
     def forget_user(self, user: str) -> None:
         self.ranks.pop(user.lower(), None)
 
-    def add_line(self, user: str, text: str) -> None:
+    def add_line(self, user: str, text: str, at: float = 0.0) -> None:
         self.history.append((user, text))
+        self.times.append(at)
         self.lines += 1
+
+    def lines_since(self, since: float, enough: int) -> int:
+        """How many kept lines were said at ``since`` or later, counting up to ``enough``.
+
+        Newest first, so a busy room answers after ``enough`` lines: the cost of
+        a ``when.chat`` check is its ``min_lines``, never the history's length.
+        Only people's lines are here: the bot's own, ignored senders, notices
+        and replayed history never reach the room.
+        """
+        count = 0
+        for t in reversed(self.times):
+            if t < since or count >= enough:
+                break
+            count += 1
+        return count
 
     def history_before(self, count: int) -> list[tuple[str, str]]:
         """The last ``HISTORY_LINES`` lines that came before line number ``count``."""

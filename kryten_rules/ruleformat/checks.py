@@ -22,6 +22,11 @@ from kryten_rules.ruleformat.patterns import (
 from kryten_rules.ruleformat.positions import file_span, template_span
 from kryten_rules.ruleformat.resolve import Numbers, RuleFile, RuleSpec
 from kryten_rules.ruleformat.templatecheck import check_template
+from kryten_rules.ruleformat.timerchecks import (
+    check_chat_condition,
+    check_timer_rule,
+    timer_durations,
+)
 from kryten_rules.ruleformat.yamlload import Node, seq
 from kryten_rules.units import DurationRangeError
 
@@ -242,6 +247,9 @@ def check_rule(
                         hint,
                     )
     yield from check_durations(_duration_nodes(rule), numbers)
+    yield from check_durations(timer_durations(spec), numbers)  # v1.1: every, when.chat.within
+    yield from check_timer_rule(spec, name)
+    yield from check_chat_condition(spec, name)
     when = rule.get("when")
     if when is not None and when.is_map:
         yield from check_rank_range(when.get("rank"), f"when.rank of rule {name!r}", numbers)

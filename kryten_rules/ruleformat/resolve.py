@@ -16,7 +16,7 @@ run reports everything): a value of the wrong shape resolves to "absent"
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -111,6 +111,9 @@ class RuleSpec:
     rank_max: int | None
     media_min: float | None
     media_max: float | None
+    every: float | None = None  # v1.1 timers: seconds, when it parses
+    chat_lines: int | None = None  # v1.1 when.chat.min_lines, when a whole number
+    chat_within: float | None = None  # v1.1 when.chat.within: seconds, when it parses
 
     @property
     def span(self) -> Span:
@@ -204,6 +207,9 @@ def _spec(
     when = fields.get("when")
     rank = when.get("rank") if when is not None else None
     media = when.get("media") if when is not None else None
+    chat = when.get("chat") if when is not None and when.is_map else None
+    chat = chat if chat is not None and chat.is_map else None
+    lines = _int(chat.get("min_lines"), -1) if chat is not None else -1
     return RuleSpec(
         file=rf,
         node=rule,
@@ -219,6 +225,9 @@ def _spec(
         rank_max=_rank(rank.get("max")) if rank is not None else None,
         media_min=_duration(media.get("min_duration")) if media is not None else None,
         media_max=_duration(media.get("max_duration")) if media is not None else None,
+        every=_duration(fields.get("every")),
+        chat_lines=lines if lines >= 0 else None,
+        chat_within=_duration(chat.get("within")) if chat is not None else None,
     )
 
 
@@ -242,22 +251,7 @@ def resolve(files: list[RuleFile]) -> RuleSetSpec:
 def _at(spec: RuleSpec, index: int) -> RuleSpec:
     if spec.index == index:
         return spec
-    return RuleSpec(
-        spec.file,
-        spec.node,
-        spec.fields,
-        spec.id,
-        index,
-        spec.priority,
-        spec.on,
-        spec.probability,
-        spec.cooldowns,
-        spec.limit,
-        spec.rank_min,
-        spec.rank_max,
-        spec.media_min,
-        spec.media_max,
-    )
+    return replace(spec, index=index)
 
 
 __all__ = [

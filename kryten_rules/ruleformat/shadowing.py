@@ -3,7 +3,8 @@
 A rule is shadowed when a rule tried before it (higher priority, or earlier in
 the files) answers the same kind of event, has no gate of its own that lets
 later rules through (no ``when``, probability 1, no rule cooldown or limit),
-and matches every text the later rule matches. Proving that in general is
+and matches every text the later rule matches. Timers (v1.1) never shadow each
+other: each has turns of its own and is tried alone. Proving that in general is
 hard; this covers the cases moderators actually write (no match at all, the
 same match, a mention, word lists that contain the later rule's words) and
 stays quiet otherwise.
@@ -105,7 +106,7 @@ def check_shadowed(spec: RuleSetSpec) -> Iterator[Diagnostic]:
     shadowers = _Shadowers()
     for rule in spec.rules:  # evaluation order
         rid = rule.id
-        if rid is None:
+        if rid is None or rule.on == "timer":  # v1.1: each timer is tried alone, on its turn
             continue
         terms = _match_terms(rule.get("match"))  # merged, as compile reads it
         by = shadowers.find(rule.on, terms)

@@ -21,7 +21,7 @@ from kryten_rules.config import ServiceConfig
 from kryten_rules.diagnostics import Diagnostic, RuleSetError
 from kryten_rules.dispatch.prompts import render
 from kryten_rules.engine.evaluate import Decision, Engine
-from kryten_rules.events import ChatEvent, Media
+from kryten_rules.events import ChatEvent, EventKind, Media
 from kryten_rules.ruleformat.yamlload import Node
 from kryten_rules.units import parse_duration, parse_rank
 
@@ -82,6 +82,27 @@ def _event(doc: dict[str, Any], at: float) -> ChatEvent:
     if doc.get("join"):
         return ChatEvent(kind="adduser", user=user, rank=rank, at=at)
     return ChatEvent(kind="chatmsg", user=user, rank=rank, text=str(doc.get("say", "")), at=at)
+
+
+TICK_NOT_WITH = frozenset({"say", "pm", "media", "join", "user", "rank"})
+
+
+def _tick_decision(decisions: list[Decision], expect: dict[str, Any], at: float) -> Decision:
+    """The one decision a tick's ``expect`` is checked against.
+
+    Several timers can have their turn at one tick, each with its own decision:
+    the one ``fires`` names if it fired, else the first that fired, else the
+    first timer tried (its ``blocked`` reason). No timer due: an empty
+    decision, which is ``silent``.
+    """
+    want = expect.get("fires")
+    fired = [d for d in decisions if d.fired is not None]
+    for d in fired:
+        if d.fired == want:
+            return d
+    if fired:
+        return fired[0]
+    return decisions[0] if decisions else Decision(ChatEvent(kind=EventKind.TIMER, at=at))
 
 
 def _check(expect: dict[str, Any], d: Decision, prompt: str | None, reply: str | None) -> list[str]:
@@ -145,13 +166,19 @@ def run_case(
         clock.set(at)
         # v1.1: `draw:` pins this event's probability draw, whatever the seed
         engine.pinned_draw = float(doc["draw"]) if "draw" in doc else None
-        decision = engine.evaluate(_event(doc, clock.now()))
+        expect = doc.get("expect") or {}
+        if doc.get("tick"):  # v1.1: the timers whose turn has come, each once
+            decision = _tick_decision(engine.tick(clock.now()), expect, clock.now())
+        else:
+            decision = engine.evaluate(_event(doc, clock.now()))
         engine.pinned_draw = None
         prompt = reply = None
         if decision.fired is not None:
             rendered = render(decision, ruleset)
             prompt, reply = rendered.prompt_text, rendered.reply
-        expect = doc.get("expect") or {}
+        failures = _check(expect, decision, prompt, reply)
+        if doc.get("tick") and TICK_NOT_WITH.intersection(doc):
+            failures.insert(0, "a tick is no chat line: give say, pm, media or join a line of its own")
         result.events.append(
             EventResult(
                 i,
@@ -160,7 +187,7 @@ def run_case(
                 decision,
                 prompt,
                 reply,
-                _check(expect, decision, prompt, reply),
+                failures,
             )
         )
     return result
@@ -239,7 +266,11 @@ def format_text(suite: Suite) -> str:
                 detail = f" ({t.detail})" if t.detail else ""
                 lines.append(f"      {t.rule:<24} {t.outcome:<8} {t.reason or ''}{detail}")
             if not ev.decision.trace:
-                why = ev.decision.ignored or "no rule of this kind has its patterns in the text"
+                why = ev.decision.ignored or (
+                    "no timer's turn had come"
+                    if ev.decision.event.kind == EventKind.TIMER
+                    else "no rule of this kind has its patterns in the text"
+                )
                 lines.append(f"      (no rule tried: {why})")
     passed = sum(1 for c in suite.cases if c.passed)
     failed = len(suite.cases) - passed
