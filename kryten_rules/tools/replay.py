@@ -5,7 +5,10 @@ NATS (one envelope per line; a line may also be ``{"subject": ..., "data":
 envelope}`` as ``nats sub --json`` style recorders write). Each event is
 decoded by the same code as the live service (``wire.decode_message``), let
 through or ignored by the same intake (``intake.Intake``) and evaluated on a
-virtual clock set to the event's recorded time.
+virtual clock set to the event's recorded time. Timers (v1.1) run in that
+recorded time too: before each event, every turn that came since the last one
+is taken at its own moment, so a replay shows when timers would have spoken
+(their clocks start at the recording's first event).
 
 No line stops a replay: a line that is not an event is *skipped*, counted
 under its reason (``not JSON``, ``missing channel``, ...) and, with
@@ -25,10 +28,14 @@ from typing import Any
 from kryten_rules.clock import VirtualClock
 from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.config import DEFAULT_HISTORY_SLACK
-from kryten_rules.engine.evaluate import Engine
+from kryten_rules.engine.evaluate import Decision, Engine
+from kryten_rules.engine.timers import Schedule
 from kryten_rules.intake import Intake
 from kryten_rules.senders import Ignored
 from kryten_rules.wire import MalformedEvent, decode_message, event_subject, rank_changes
+
+
+MAX_GAP_TURNS = 10_000  # timer turns taken between two events at most (see _run_timers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,8 @@ class ReplayStats:
     events: int = 0
     chat_lines: int = 0
     malformed: int = 0
+    timer_turns: int = 0  # v1.1: turns timers had in the recorded time
+    timer_skipped: int = 0  # gaps too long to take every turn of (MAX_GAP_TURNS)
     # why lines were skipped (malformed), and events the rules do not use, by name
     skipped: Counter[str] = field(default_factory=Counter)
     unused: Counter[str] = field(default_factory=Counter)
@@ -79,6 +88,8 @@ class ReplayStats:
             "events": self.events,
             "chat_lines": self.chat_lines,
             "malformed": self.malformed,
+            "timer_turns": self.timer_turns,
+            "timer_gaps_skipped": self.timer_skipped,
             "skipped": dict(self.skipped),
             "unused": dict(self.unused),
             "ignored": dict(self.ignored),
@@ -182,6 +193,7 @@ def replay(
         slack=history_slack,
     )
     stats = ReplayStats()
+    started = False
 
     def skip(item: Skipped) -> None:
         stats.malformed += 1
@@ -205,6 +217,10 @@ def replay(
             continue
         engine.apply_ranks(rank_changes(decoded.event))
         at = decoded.at or env_time or clock.now()
+        if not started:  # the timers' clocks start with the recording, not at time 0
+            started = True
+            engine.timers = Schedule(ruleset, at)
+        _run_timers(engine, clock, at, stats)
         chat = intake.admit(decoded, env_time if env_time is not None else at)
         if isinstance(chat, Ignored):
             stats.ignored[chat.reason.value] += 1
@@ -219,19 +235,46 @@ def replay(
         if chat.kind in ("chatmsg", "pm"):
             stats.chat_lines += 1
             stats.users[chat.user] += 1
-        decision = engine.evaluate(replace(chat, at=clock.now()))
-        if decision.ignored:
-            stats.ignored[str(decision.ignored)] += 1
-            continue
-        if decision.fired:
-            stats.fired[decision.fired] += 1
-            stats.replies_to[chat.user] += 1
-        for rid in decision.would_fire_ids:
-            stats.would_fire[rid] += 1
-        for t in decision.trace:
-            if t.outcome == "blocked" and t.reason:
-                stats.blocked[t.rule][t.reason] += 1
+        _count(stats, engine.evaluate(replace(chat, at=clock.now())))
     return stats
+
+
+def _count(stats: ReplayStats, decision: Decision) -> None:
+    if decision.ignored:
+        stats.ignored[str(decision.ignored)] += 1
+        return
+    if decision.fired:
+        stats.fired[decision.fired] += 1
+        if decision.event.user:  # a timer answers nobody
+            stats.replies_to[decision.event.user] += 1
+    for rid in decision.would_fire_ids:
+        stats.would_fire[rid] += 1
+    for t in decision.trace:
+        if t.outcome == "blocked" and t.reason:
+            stats.blocked[t.rule][t.reason] += 1
+
+
+def _run_timers(engine: Engine, clock: VirtualClock, until: float, stats: ReplayStats) -> None:
+    """Every timer turn up to ``until``, each at its own moment of the recording.
+
+    A gap of more than :data:`MAX_GAP_TURNS` turns (a recording with a hole of
+    days, or a bogus timestamp years ahead) takes that many and skips the rest,
+    so no line can make a replay spin.
+    """
+    taken = 0
+    while True:
+        due = engine.timers.next_due()
+        if due is None or due > until:
+            return
+        if taken >= MAX_GAP_TURNS:
+            stats.timer_skipped += 1
+            engine.timers.skip_to(until)
+            return
+        clock.set(due)
+        for decision in engine.tick(due):
+            taken += 1
+            stats.timer_turns += 1
+            _count(stats, decision)
 
 
 def _event_name(data: bytes) -> str:
@@ -249,6 +292,8 @@ def format_text(stats: ReplayStats, top: int = 10) -> str:
         f"{d['events']} events, {d['chat_lines']} chat lines over {d['hours']:.2f} h"
         f" ({d['malformed']} malformed, ignored: {ignored or 'none'})",
     ]
+    if d["timer_turns"]:
+        out.append(f"{d['timer_turns']} timer turns in the recorded time")
     if d["skipped"]:
         by_count = sorted(d["skipped"].items(), key=lambda kv: (-kv[1], kv[0]))
         out.append("skipped lines: " + ", ".join(f"{why} {n}" for why, n in by_count))
