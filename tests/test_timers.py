@@ -118,6 +118,7 @@ def test_schedule_due_is_in_evaluation_order(tmp_path: Path) -> None:
             ["timer-sender-condition"],
         ),
         (TIMER.format(every="10m").replace("within: 10m", "within: 0s"), ["chat-window"]),
+        (TIMER.format(every="10m") + "    respond_via: pm\n", ["timer-respond-via"]),
         (TIMER.format(every="10m").replace("min_lines: 2, ", ""), ["missing-key"]),
         (TIMER.format(every="10m").replace("min_lines: 2", "min_lines: 201"), ["schema"]),
     ],

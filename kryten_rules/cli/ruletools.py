@@ -71,7 +71,14 @@ def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
     type=click.Choice([k.value for k in EventKind]),
     default="chatmsg",
     show_default=True,
-    help="The event kind.",
+    help="The event kind; with timer, TEXT is the timer rule's id ('' for every timer).",
+)
+@click.option(
+    "--chat-lines",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Lines from people just now, for when.chat (v1.1 timers).",
 )
 @click.option("--media", "media_title", help="Title of the media now playing.")
 @click.option("--media-duration", default="90m", show_default=True, help="Duration of --media.")
@@ -94,9 +101,14 @@ def explain(
     media_duration: str,
     fmt: str,
     config_path: str | None,
+    chat_lines: int,
 ) -> None:
-    """Show why the bot would or would not answer TEXT, rule by rule."""
-    from kryten_rules.tools.explain import explain_event, format_explanation
+    """Show why the bot would or would not answer TEXT, rule by rule.
+
+    With ``--on timer``, TEXT names a timer rule ('' for all): why it would or
+    would not speak if its turn came now, with ``--chat-lines`` recent lines.
+    """
+    from kryten_rules.tools.explain import check_timer_name, explain_event, format_explanation
     from kryten_rules.units import parse_duration, parse_rank
 
     config = config_or_exit(config_path)
@@ -106,6 +118,11 @@ def explain(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     ruleset = ruleset_or_exit(list(rules) or default_rules(config), config)
+    if kind == "timer":
+        try:
+            check_timer_name(ruleset, text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="TEXT") from exc
     result = explain_event(
         ruleset,
         text,
@@ -115,6 +132,7 @@ def explain(
         media_title=media_title,
         media_duration=duration,
         channel=config.cytube.channel if config else "",
+        chat_times=[1.0] * chat_lines,
     )
     if fmt == "json":
         click.echo(json.dumps(result, indent=2, default=str))

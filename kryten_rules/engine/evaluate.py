@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from kryten_rules.clock import Clock, SystemClock
@@ -283,13 +283,16 @@ class Engine:
         ``timer`` through the same gates as any event; its next turn is then the
         next multiple of its ``every`` (``engine/timers.py``), whether it fired or not.
         """
+        return list(self.turns(at, commit=commit))
+
+    def turns(self, at: float | None = None, *, commit: bool = True) -> Iterator[Decision]:
+        """:meth:`tick`, one decision at a time: the service admits (and so spends)
+        each before the next timer is decided, as it does for chat lines."""
         now = self.clock.now() if at is None else at
-        decisions = []
         for rule_id in self.timers.due(now):
-            event = ChatEvent(kind=EventKind.TIMER, at=now, timer=rule_id)
-            decisions.append(self.evaluate(event, commit=commit))
             self.timers.done(rule_id, now)
-        return decisions
+            event = ChatEvent(kind=EventKind.TIMER, at=now, timer=rule_id)
+            yield self.evaluate(event, commit=commit)
 
     def _timer_order(self, rule_id: str) -> tuple[int, ...]:
         """The timer rules a timer event tries: the one whose turn it is, or all (explain)."""

@@ -61,6 +61,14 @@ def check_timer_rule(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
             "fine for a trial; in a channel use minutes, e.g. `every: 30m`",
         )
     yield from check_timer_match(spec, name)
+    via = spec.get("respond_via")
+    if via is not None and via.value == "pm":
+        yield error(
+            "timer-respond-via",
+            f"timer rule {name!r} answers by PM, but a timer has nobody to PM",
+            via.span,
+            "remove `respond_via` (a timer speaks in chat)",
+        )
     when = spec.get("when")
     for key in SENDER_CONDITIONS:
         node = when.get(key) if when is not None else None

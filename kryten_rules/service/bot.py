@@ -16,6 +16,7 @@ The data flows one way::
 * ``control.py``: commands (``commands.py`` reads them) and health;
   ``lifecycle.py``: startup, heartbeat, shutdown and restart on request.
 * ``statesync.py``: cooldowns and budgets written behind to a state backend.
+* ``timers.py``: (v1.1) sleeps until the next timer turn and hands it to the inlet.
 
 Decisions never wait: the bus callback decodes, filters and evaluates an
 event synchronously (microseconds) and hands a fired decision to a task; LLM
@@ -76,6 +77,7 @@ from kryten_rules.service.rulemanager import (
     RulesFailed,
 )
 from kryten_rules.service.statesync import StateSync, state_backend_for
+from kryten_rules.service.timers import TimerTask
 from kryten_rules.service.watch import FileWatcher
 from kryten_rules.version import __version__
 from kryten_rules.wire import parse_userlist_kv, subscribe_subject, userlist_bucket
@@ -191,6 +193,7 @@ class Bot:
             quiet=self._quiet,
             on_decision=on_decision,
         )
+        self.timers = TimerTask(lambda: self.rules.engine, self.inlet, self.clock, self._quiet)
         self._subs: list[Subscription] = []
         self._watcher: FileWatcher | None = None
 
@@ -297,6 +300,7 @@ class Bot:
             if not warming.done():
                 warming.cancel()
         await self._subscribe()
+        self._spawn(self.timers.run(), "timers")  # v1.1: sleeps until the next timer turn
         if self.watch_interval:
             self._watcher = FileWatcher(
                 self.rules.watched_paths, self.watch_interval, lambda: self.reload("file change")
@@ -478,7 +482,9 @@ class Bot:
 
     async def reload(self, reason: str = "request") -> dict[str, Any]:
         """Load and check the rule files in full; swap only a clean, changed set."""
-        return await self.rules.reload(reason)
+        outcome = await self.rules.reload(reason)
+        self.timers.poke()  # the timers' next turn may have moved
+        return outcome
 
     def health(self) -> dict[str, Any]:
         return self.control.health()

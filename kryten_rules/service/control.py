@@ -27,7 +27,7 @@ from kryten_rules.redact import mask_credentials
 from kryten_rules.service import commands
 from kryten_rules.service.bus import Message
 from kryten_rules.service.lifecycle import SERVICE
-from kryten_rules.tools.explain import explain_event_isolated
+from kryten_rules.tools.explain import check_timer_name, explain_event_isolated
 from kryten_rules.units import parse_rank
 from kryten_rules.version import __version__
 
@@ -136,19 +136,26 @@ class Control:
                 raise ValueError("args.text (the chat line) is required")
             media = args.get("media")
             assert bot.renderer is not None
+            kind = str(args.get("on", "chatmsg"))
+            timer = kind == "timer"  # v1.1: text names the timer; the room's own lines count
+            if timer:
+                check_timer_name(bot.ruleset, text)
+            # "state": "live" decides against a copy of the live store, spending nothing
             live = live_engine(bot) if args.get("state") == "live" else None
+            room = bot.engine
             return await explain_event_isolated(
                 bot.ruleset,
                 text,
                 bot.renderer,
+                chat_times=tuple(room.room.times) if timer and room is not None else (),
+                now=bot.clock.now() if timer or live is not None else 1.0,
                 user=str(args.get("user", "someone")),
                 rank=parse_rank(args.get("rank", 1)),
-                kind=str(args.get("on", "chatmsg")),
+                kind=kind,
                 media_title=media if isinstance(media, str) else None,
                 media_duration=float(args.get("media_duration", 5400)),
                 channel=bot.config.cytube.channel,
                 engine=live,
-                at=bot.clock.now() if live is not None else 1.0,
             )
         # "Unknown command" as the robot words it: kryten-shell looks for it
         raise ValueError(f"Unknown command {name!r} (known: {', '.join(COMMANDS)})")

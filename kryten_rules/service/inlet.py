@@ -83,6 +83,24 @@ class Inlet:
         if decision.ignored:
             self.metrics.ignored.labels(decision.ignored).inc()
             return decision
+        self.deliver(decision, engine)
+        return decision
+
+    def take_turns(self, engine: Engine) -> list[Decision]:
+        """v1.1: every timer whose turn has come, decided and delivered like a chat line.
+
+        Each turn is admitted (and so spends its cooldowns) before the next
+        timer is decided, so two timers due together share budgets correctly.
+        """
+        decisions = []
+        for decision in engine.turns(self.clock.now(), commit=False):
+            self.metrics.events.labels("timer").inc()
+            self.deliver(decision, engine)
+            decisions.append(decision)
+        return decisions
+
+    def deliver(self, decision: Decision, engine: Engine) -> None:
+        """Count a decision's trace and start its reply (and its shadow rules' logs)."""
         for t in decision.trace:
             if t.reason != "no_match":
                 self.metrics.decisions.labels(t.rule, t.outcome, t.reason or "").inc()
@@ -92,7 +110,6 @@ class Inlet:
             self.replies.dispatch(decision, engine)
         for shadow in decision.shadow_decisions():  # rendered and logged as "shadow", never sent
             self.replies.dispatch(shadow, engine)
-        return decision
 
     def _log_malformed(self, reason: str) -> None:
         self.metrics.malformed.labels(reason).inc()

@@ -85,7 +85,12 @@ class ReplyPlan:
 
 
 def reply_via(respond_via: str, event: ChatEvent) -> str:
-    """``chat`` or ``pm``: ``same`` answers a PM by PM, anything else in chat."""
+    """``chat`` or ``pm``: ``same`` answers a PM by PM, anything else in chat.
+
+    An event without a sender (a timer, a media change) has nobody to PM: chat.
+    """
+    if not event.user:
+        return "chat"
     if respond_via == "same":
         return "pm" if event.kind == "pm" else "chat"
     return respond_via

@@ -37,6 +37,12 @@ from kryten_rules.redact import mask_credentials
 log = logging.getLogger(__name__)
 
 
+def _rank(decision: Decision) -> int | None:
+    """The sender's rank as the templates saw it; None for a timer, which has no sender."""
+    user = decision.context["user"] if decision.context else None
+    return user["rank"] if user else None
+
+
 def response_record(
     decision: Decision,
     *,
@@ -75,7 +81,7 @@ def response_record(
         "time": datetime.now(UTC).isoformat(),
         "channel": channel,
         "user": ev.user,
-        "rank": decision.context["user"]["rank"] if decision.context else None,
+        "rank": _rank(decision),
         "event": ev.kind,
         "rule": rule.id,
         "mode": rule.mode,

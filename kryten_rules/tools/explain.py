@@ -1,7 +1,15 @@
-"""``explain``: one event, every rule tried, the outcome and the rendered prompt."""
+"""``explain``: one event, every rule tried, the outcome and the rendered prompt.
+
+A timer (v1.1, ``kind="timer"``) is explained as if its turn had come now:
+``text`` names the timer rule (empty: every timer rule, in evaluation order,
+the first that passes fires), and ``chat_times`` are the times of the recent
+lines from people its ``when.chat`` counts (the command line makes
+``--chat-lines`` of them "just now"; the service passes its room's own).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kryten_rules.clock import VirtualClock
@@ -25,21 +33,34 @@ def _decide(
     media_duration: float = 0.0,
     channel: str = "",
     engine: Engine | None = None,
-    at: float = 1.0,
+    chat_times: Iterable[float] = (),
+    now: float = 1.0,
 ) -> Decision:
-    eng = engine or Engine(ruleset, clock=VirtualClock(1.0), seed=0, channel=channel)
+    eng = engine or Engine(ruleset, clock=VirtualClock(now), seed=0, channel=channel)
     media = Media(media_title, media_duration) if media_title else None
     if media is not None:
         eng.set_media(media)
+    for at in chat_times:
+        eng.room.add_line("someone", "", at)
+    if kind == "timer":
+        return eng.evaluate(ChatEvent(kind="timer", at=now, timer=text), full_trace=True)
     event = ChatEvent(
         kind=kind,
         user=user,
         rank=rank,
-        at=at,
+        at=now,
         text=text if kind != "changemedia" else "",
         media=media if kind == "changemedia" else None,
     )
     return eng.evaluate(event, full_trace=True)
+
+
+def check_timer_name(ruleset: RuleSet, name: str) -> None:
+    """``ValueError`` unless ``name`` is empty (every timer) or a timer rule's id."""
+    timers = [r.id for r in ruleset.rules if r.on == "timer"]
+    if name and name not in timers:
+        known = ", ".join(timers) if timers else "the rule set has none"
+        raise ValueError(f"{name!r} is not a timer rule (timer rules: {known})")
 
 
 def _explanation(decision: Decision, rendered: Rendered | None) -> dict[str, Any]:
@@ -68,6 +89,8 @@ def explain_event(
     media_duration: float = 0.0,
     channel: str = "",
     engine: Engine | None = None,
+    chat_times: Iterable[float] = (),
+    now: float = 1.0,
 ) -> dict[str, Any]:
     """The JSON that ``explain`` prints and ``rules.explain`` answers.
 
@@ -88,6 +111,8 @@ def explain_event(
         media_duration=media_duration,
         channel=channel,
         engine=engine,
+        chat_times=chat_times,
+        now=now,
     )
     return _explanation(decision, render(decision, ruleset) if decision.fired else None)
 

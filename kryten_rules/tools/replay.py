@@ -34,7 +34,6 @@ from kryten_rules.intake import Intake
 from kryten_rules.senders import Ignored
 from kryten_rules.wire import MalformedEvent, decode_message, event_subject, rank_changes
 
-
 MAX_GAP_TURNS = 10_000  # timer turns taken between two events at most (see _run_timers)
 
 

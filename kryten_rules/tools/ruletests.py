@@ -178,7 +178,7 @@ def run_case(
             prompt, reply = rendered.prompt_text, rendered.reply
         failures = _check(expect, decision, prompt, reply)
         if doc.get("tick") and TICK_NOT_WITH.intersection(doc):
-            failures.insert(0, "a tick is no chat line: give say, pm, media or join a line of its own")
+            failures.insert(0, "a tick is no chat line: give say, pm, media, join their own event")
         result.events.append(
             EventResult(
                 i,
