@@ -118,6 +118,7 @@ def test_schedule_due_is_in_evaluation_order(tmp_path: Path) -> None:
             ["timer-sender-condition"],
         ),
         (TIMER.format(every="10m").replace("within: 10m", "within: 0s"), ["chat-window"]),
+        (TIMER.format(every="10m").replace("Did you know?", "Hi {{ user.name }}"), ["timer-user"]),
         (TIMER.format(every="10m") + "    respond_via: pm\n", ["timer-respond-via"]),
         (TIMER.format(every="10m").replace("min_lines: 2, ", ""), ["missing-key"]),
         (TIMER.format(every="10m").replace("min_lines: 2", "min_lines: 201"), ["schema"]),
@@ -164,3 +165,29 @@ def test_replay_takes_a_bounded_number_of_turns_in_a_gap(tmp_path: Path) -> None
     stats = replay(ruleset, [_chat(0, "alice", "hi"), _chat(far, "bob", "hi")])
     assert stats.timer_turns == MAX_GAP_TURNS
     assert stats.timer_skipped == 1
+
+
+def test_explain_a_timer_on_the_command_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kryten_rules.cli import main
+
+    rules = str(_rules(tmp_path, TIMER.format(every="10m")))
+    runner = CliRunner()
+    quiet = runner.invoke(main, ["explain", "--on", "timer", "trivia", rules])
+    assert quiet.exit_code == 0, quiet.output
+    assert "condition.chat (0 of 2 lines from people in 10m)" in quiet.output
+    assert "fires: nothing" in quiet.output
+    busy = runner.invoke(main, ["explain", "--on", "timer", "", "--chat-lines", "2", rules])
+    assert busy.exit_code == 0, busy.output
+    assert "fires: trivia" in busy.output and "Did you know?" in busy.output
+    wrong = runner.invoke(main, ["explain", "--on", "timer", "trivai", rules])
+    assert wrong.exit_code == 2 and "not a timer rule (timer rules: trivia)" in wrong.output
+
+
+def test_a_timer_reply_goes_to_chat_whatever_respond_via_says() -> None:
+    from kryten_rules.service.responder import reply_via
+
+    tick = ChatEvent(kind="timer", timer="trivia")
+    assert reply_via("same", tick) == "chat"
+    assert reply_via("pm", tick) == "chat"  # nobody to PM; validate says so too

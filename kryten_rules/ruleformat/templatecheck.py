@@ -125,6 +125,15 @@ class _Findings:
         return {n: line for n, line in self.loads.items() if n not in self.declared}
 
 
+def reads(source: str) -> frozenset[str]:
+    """The context names a template reads (empty when it does not parse: its check says why)."""
+    try:
+        ast = environment().parse(source)
+    except TemplateSyntaxError:
+        return frozenset()
+    return frozenset(_Findings(ast).free)
+
+
 def check_template(
     source: str, names: Mapping[str, frozenset[str] | None] = VARIABLES
 ) -> list[TemplateProblem]:

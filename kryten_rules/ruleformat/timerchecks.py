@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from kryten_rules.diagnostics import Diagnostic, error, warning
 from kryten_rules.ruleformat.resolve import RuleSpec
+from kryten_rules.ruleformat.templatecheck import reads
 from kryten_rules.ruleformat.yamlload import Node
 
 EVERY_MIN = 1.0  # seconds: below this, `timer-every-too-short` (an error)
@@ -69,6 +70,16 @@ def check_timer_rule(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
             via.span,
             "remove `respond_via` (a timer speaks in chat)",
         )
+    for key in ("prompt", "reply", "fallback_reply"):
+        node = spec.get(key)
+        if node is not None and isinstance(node.value, str) and "user" in reads(node.value):
+            yield warning(
+                "timer-user",
+                f"the {key} of timer rule {name!r} reads `user`, but a timer has no sender "
+                "(`user` is none there)",
+                node.span,
+                "use `channel`, `media` or `history` instead",
+            )
     when = spec.get("when")
     for key in SENDER_CONDITIONS:
         node = when.get(key) if when is not None else None
