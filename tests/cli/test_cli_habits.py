@@ -141,7 +141,7 @@ def test_validate_a_config_checks_the_rules_it_points_at(tmp_path: Path) -> None
     assert r.exit_code == 1, r.output
     assert "unknown key 'cooldwn'" in r.output
     r = run("validate", CONFIG)
-    assert r.exit_code == 0 and "9 rule(s)" in r.output
+    assert r.exit_code == 0 and "10 rule(s)" in r.output
 
 
 def test_test_finds_the_tests_among_rule_files(tmp_path: Path) -> None:

@@ -423,7 +423,7 @@ def test_console_script_subprocess() -> None:
         check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.startswith("ok: 4 file(s), 9 rule(s)")
+    assert res.stdout.startswith("ok: 5 file(s), 10 rule(s)")
     res = subprocess.run(
         [str(SCRIPT), "validate", "missing-dir"],
         cwd=ROOT,
