@@ -63,6 +63,16 @@ class Code(StrEnum):
     RANK_RANGE = "rank-range"
     REGEX_TOO_LARGE = "regex-too-large"
     UNKNOWN_CHAIN = "unknown-chain"
+    # --- Timers and when.chat (v1.1, ruleformat/timerchecks.py)
+    CHAT_WINDOW = "chat-window"
+    EVERY_NOT_TIMER = "every-not-timer"
+    TIMER_EVERY_MISSING = "timer-every-missing"
+    TIMER_EVERY_SHORT = "timer-every-short"
+    TIMER_EVERY_TOO_SHORT = "timer-every-too-short"
+    TIMER_MATCH = "timer-match"
+    TIMER_RESPOND_VIA = "timer-respond-via"
+    TIMER_SENDER_CONDITION = "timer-sender-condition"
+    TIMER_USER = "timer-user"
     # --- Across the rule set and the config
     DUPLICATE_ID = "duplicate-id"
     DUPLICATE_LIMITS = "duplicate-limits"

@@ -45,6 +45,7 @@ def test_what_each_event_kind_carries() -> None:
     assert EventKind.PM.has_sender and EventKind.PM.has_text
     assert EventKind.ADDUSER.has_sender and not EventKind.ADDUSER.has_text
     assert not EventKind.CHANGEMEDIA.has_sender and not EventKind.CHANGEMEDIA.has_text
+    assert not EventKind.TIMER.has_sender and not EventKind.TIMER.has_text  # v1.1
 
 
 def test_reason_codes_are_built_only_from_known_parts() -> None:

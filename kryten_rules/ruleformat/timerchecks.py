@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from kryten_rules.codes import Code
 from kryten_rules.diagnostics import Diagnostic, error, warning
 from kryten_rules.ruleformat.resolve import RuleSpec
 from kryten_rules.ruleformat.templatecheck import reads
@@ -34,7 +35,7 @@ def check_timer_rule(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
     if spec.on != "timer":
         if every is not None:
             yield error(
-                "every-not-timer",
+                Code.EVERY_NOT_TIMER,
                 f"rule {name!r} has `every` but is `on: {spec.on}`: only timers have turns",
                 every.span,
                 "add `on: timer`, or remove `every`",
@@ -42,21 +43,21 @@ def check_timer_rule(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
         return
     if every is None:
         yield error(
-            "timer-every-missing",
+            Code.TIMER_EVERY_MISSING,
             f"timer rule {name!r} has no `every`: it would never have a turn",
             on.span if on is not None else spec.span,
             "say how often, e.g. `every: 30m`",
         )
     elif spec.every is not None and spec.every < EVERY_MIN:
         yield error(
-            "timer-every-too-short",
+            Code.TIMER_EVERY_TOO_SHORT,
             f"timer rule {name!r} has `every` under {EVERY_MIN:g}s",
             every.span,
             "a timer's turns are minutes apart, e.g. `every: 30m`",
         )
     elif spec.every is not None and spec.every < EVERY_WARN:
         yield warning(
-            "timer-every-short",
+            Code.TIMER_EVERY_SHORT,
             f"timer rule {name!r} has a turn every {spec.every:g}s: in a channel that is spam",
             every.span,
             "fine for a trial; in a channel use minutes, e.g. `every: 30m`",
@@ -65,7 +66,7 @@ def check_timer_rule(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
     via = spec.get("respond_via")
     if via is not None and via.value == "pm":
         yield error(
-            "timer-respond-via",
+            Code.TIMER_RESPOND_VIA,
             f"timer rule {name!r} answers by PM, but a timer has nobody to PM",
             via.span,
             "remove `respond_via` (a timer speaks in chat)",
@@ -74,7 +75,7 @@ def check_timer_rule(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
         node = spec.get(key)
         if node is not None and isinstance(node.value, str) and "user" in reads(node.value):
             yield warning(
-                "timer-user",
+                Code.TIMER_USER,
                 f"the {key} of timer rule {name!r} reads `user`, but a timer has no sender "
                 "(`user` is none there)",
                 node.span,
@@ -85,7 +86,7 @@ def check_timer_rule(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
         node = when.get(key) if when is not None else None
         if node is not None:
             yield warning(
-                "timer-sender-condition",
+                Code.TIMER_SENDER_CONDITION,
                 f"timer rule {name!r} has `when.{key}`, but a timer has no sender",
                 node.span,
                 "remove it; `when.chat` and `when.media` are what a timer can look at",
@@ -97,7 +98,7 @@ def check_timer_match(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
     match = spec.get("match")
     if match is not None and match.is_map and match.value:
         yield error(
-            "timer-match",
+            Code.TIMER_MATCH,
             f"timer rule {name!r} has `match`, but a timer has no text to match",
             match.span,
             "remove `match`; use `when.chat` to speak only while people are talking",
@@ -111,7 +112,7 @@ def check_chat_condition(spec: RuleSpec, name: str) -> Iterator[Diagnostic]:
     within = chat.get("within") if chat is not None else None
     if within is not None and spec.chat_within is not None and spec.chat_within <= 0:
         yield error(
-            "chat-window",
+            Code.CHAT_WINDOW,
             f"rule {name!r}: when.chat.within is 0, so no line is ever recent enough",
             within.span,
             "give the window, e.g. `within: 15m`",

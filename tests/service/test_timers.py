@@ -8,16 +8,14 @@ keeps these tests short; every wait is on a condition with a timeout.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from kryten_rules.service.embedded import EmbeddedNats
+from kryten_rules.events import ChatEvent, EventKind
+from kryten_rules.service.responder import reply_via
 from tests.nats_fixtures import (
     BASE_RULES,
-    KEY_ENV,
-    KEY_VALUE,
     MODEL,
     WAIT,
     BotFactory,
@@ -27,12 +25,9 @@ from tests.nats_fixtures import (
     read_jsonl,
     says,
     settle,
-    started_bots,
     wait_until,
-    write_config,
     write_rules,
 )
-from tests.openai_server import OpenAIServer
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
@@ -47,28 +42,13 @@ TIMER_RULE = """\
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({MODEL: "ok:Michelle Yeoh did her own stunts."}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def model_script() -> dict[str, str]:
+    return {MODEL: "ok:Michelle Yeoh did her own stunts."}
 
 
 @pytest.fixture
-def config_path(
-    tmp_path: Path, nats_server: EmbeddedNats, openai: OpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    return write_config(
-        tmp_path, nats_url=nats_server.url, api_base=openai.base_url, rules=BASE_RULES + TIMER_RULE
-    )
-
-
-@pytest.fixture
-async def start_bot(config_path: Path) -> AsyncIterator[BotFactory]:
-    async with started_bots(config_path) as start:
-        yield start
+def rules_text() -> str:
+    return BASE_RULES + TIMER_RULE
 
 
 async def test_a_timer_speaks_through_the_chat_path_when_people_talk(
@@ -131,3 +111,9 @@ async def test_rules_explain_answers_for_a_timer_with_the_live_room(
     assert entry["rule"] == "trivia" and entry["reason"] == "condition.chat"
     bad = await client.request("rules.explain", {"text": "nope", "on": "timer"})
     assert bad["success"] is False and "not a timer rule" in bad["error"]
+
+
+def test_a_timer_reply_goes_to_chat_whatever_respond_via_says() -> None:
+    tick = ChatEvent(kind=EventKind.TIMER, timer="trivia")
+    assert reply_via("same", tick) == "chat"
+    assert reply_via("pm", tick) == "chat"  # nobody to PM; validate says so too
