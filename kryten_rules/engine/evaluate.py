@@ -224,7 +224,7 @@ class Engine:
         trace: tuple[TraceEntry, ...] = ()
         shadow: list[Rule] = []
         tables = self._by_kind.get(kind)
-        if kind == EventKind.TIMER:  # v1.1: a timer's turn tries that timer rule alone
+        if kind == _TIMER:  # v1.1: a timer's turn tries that timer rule alone
             fired, trace = self._walk(
                 self._timer_order(event.timer), key, present, rank, now, full_trace, shadow
             )
@@ -523,6 +523,8 @@ class Engine:
 
 
 _NONE_PRESENT: tuple[int, ...] = ()
+# a plain str: an enum member looked up and compared costs ~100 ns on every event
+_TIMER: str = EventKind.TIMER.value
 _NO_MULTIPLIER = (1.0, 1.0)
 
 
