@@ -35,12 +35,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.engine.state_reference import LegacyMemoryStore
-
 from kryten_rules import ChatEvent, VirtualClock, load_ruleset
 from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.engine.evaluate import Engine
 from kryten_rules.engine.state import MemoryStore
+from tests.engine.state_reference import LegacyMemoryStore
 
 STORES: dict[str, Callable[[Callable[[], float]], Any]] = {
     "before": LegacyMemoryStore,
