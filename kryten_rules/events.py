@@ -61,7 +61,8 @@ class ChatEvent:
     sender and no text.
     """
 
-    kind: str = EventKind.CHATMSG  # an EventKind (a plain string compares equal)
+    # an EventKind value, kept a plain str: an enum member hashes in Python, on the hot path
+    kind: str = EventKind.CHATMSG.value
     user: str = ""
     text: str = ""
     rank: int | None = None
