@@ -7,7 +7,7 @@ delivers it* (HTML-escaped); the engine normalises it before matching.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -59,6 +59,9 @@ class ChatEvent:
     ``timer`` (v1.1, kind ``timer`` only): the id of the timer rule whose
     turn this is; empty asks every timer rule (``explain``). A timer has no
     sender and no text.
+    ``correlation_id`` is the Kryten-Robot envelope's, carried so the reply
+    event (``kryten.events.rules.reply``) can name the event that caused it;
+    it takes no part in comparisons (two decodings of one line are equal).
     """
 
     # an EventKind value, kept a plain str: an enum member hashes in Python, on the hot path
@@ -70,3 +73,4 @@ class ChatEvent:
     media: Media | None = None
     to: str | None = None
     timer: str = ""
+    correlation_id: str = field(default="", compare=False)

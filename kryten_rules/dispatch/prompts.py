@@ -48,6 +48,11 @@ def safe_context(context: dict[str, Any]) -> dict[str, Any]:
     media = ctx.get("media")
     if isinstance(media, dict):  # titles are chosen by whoever queued the video
         ctx["media"] = {k: _defuse(v) if isinstance(v, str) else v for k, v in media.items()}
+    playlist = ctx.get("playlist")
+    if isinstance(playlist, dict) and isinstance(playlist.get("next"), dict):
+        ctx["playlist"] = {
+            "next": {k: _defuse(v) if isinstance(v, str) else v for k, v in playlist["next"].items()}
+        }
     user = dict(ctx.get("user") or {})
     if isinstance(user.get("name"), str):
         user["name"] = _defuse(user["name"])

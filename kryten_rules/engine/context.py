@@ -28,6 +28,8 @@ def build_context(
     now: float,
     media: Media | None,
     history_count: int,
+    next_media: Media | None = None,
+    users: int = 0,
 ) -> dict[str, Any]:
     """What the templates see (docs/rules.md "Template variables"), as it was at the decision."""
     ruleset, mention_index, room, channel = decided_with
@@ -43,14 +45,9 @@ def build_context(
         "text": text,
         "match": matched,
         "groups": groups,
-        "media": None
-        if media is None
-        else {
-            "title": media.title,
-            "duration": media.duration,
-            "type": media.type,
-            "id": media.id,
-        },
+        "media": _media(media),
+        "playlist": {"next": _media(next_media)},
+        "room": {"users": users},
         "history": [{"user": u, "text": t} for u, t in room.history_before(history_count)],
         "persona": {
             "name": persona.name if persona else ruleset.bot_name,
@@ -60,6 +57,12 @@ def build_context(
         "rule": {"id": rule.id, "description": rule.description},
         "now": datetime.fromtimestamp(now, UTC),
     }
+
+
+def _media(media: Media | None) -> dict[str, Any] | None:
+    if media is None:
+        return None
+    return {"title": media.title, "duration": media.duration, "type": media.type, "id": media.id}
 
 
 def _matched_text(

@@ -41,7 +41,7 @@ from kryten_rules.clock import Clock, SystemClock
 from kryten_rules.compile.ruleset import SCOPES, WINDOWS, Plan, Rule, RuleSet
 from kryten_rules.engine.decision import Decision
 from kryten_rules.engine.gates import match_miss, media_miss
-from kryten_rules.engine.room import MemoryRoom
+from kryten_rules.engine.room import MemoryRoom, room_now
 from kryten_rules.engine.state import MemoryStore, StateStore
 from kryten_rules.engine.timers import Schedule
 from kryten_rules.events import ChatEvent, EventKind, Media
@@ -263,9 +263,9 @@ class Engine:
                     uncommitted = (key, now)
             # captured now, built on first read (the room moves on, and a reload may
             # swap the rule set, whose pattern indices `present` refers to)
-            make_context = (self._decided_with, text, present, rank, now, room.media, room.lines)
+            make_context = (self._decided_with, text, present, rank, now, *room_now(room))
         if shadow:
-            make_context = (self._decided_with, text, present, rank, now, room.media, room.lines)
+            make_context = (self._decided_with, text, present, rank, now, *room_now(room))
         if kind == "chatmsg" and text:
             room.history.append((user, text))
             room.times.append(now)

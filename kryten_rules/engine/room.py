@@ -1,4 +1,4 @@
-"""What the engine knows about the channel: ranks, the media playing, recent chat.
+"""What the engine knows about the channel: ranks, who is there, the media and playlist, chat.
 
 :class:`RoomState` is the interface; :class:`MemoryRoom` the in-process room
 the engine reads directly on its hot path. Unlike cooldowns and budgets, the
@@ -12,7 +12,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kryten_rules.events import Media
+from kryten_rules.engine.playlist import Playlist
+from kryten_rules.events import ChatEvent, Media
+from kryten_rules.wire import UserList, UserUpdate, WireEvent
+from kryten_rules.wire.playlist import PlaylistChange
 
 HISTORY_LINES = 20  # lines a template sees
 
@@ -40,6 +43,15 @@ class RoomState(Protocol):
     def history_before(self, count: int) -> list[tuple[str, str]]: ...
 
 
+RoomNow = tuple[Media | None, int, Media | None, int]
+
+
+def room_now(room: MemoryRoom) -> RoomNow:
+    """What a decision keeps of the room for its templates: the media, the line count,
+    the next playlist item and how many users are there (attribute reads: a firing's cost)."""
+    return room.media, room.lines, room.playlist.next, len(room.present)
+
+
 @dataclass(slots=True)
 class MemoryRoom:
     """The in-process :class:`RoomState`; the engine reads ``ranks`` and
@@ -56,6 +68,25 @@ class MemoryRoom:
     # v1.1: when each line of ``history`` was said (same order, same length), for
     # ``when.chat``: a timer counts the recent lines from people before it speaks
     times: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
+    # who is in the channel (lower-cased names), for `room.users`; unlike `ranks`,
+    # which remembers users after they leave, it follows userlist/addUser/userLeave
+    present: set[str] = field(default_factory=set)
+    playlist: Playlist = field(default_factory=Playlist)
+
+    def observe(self, event: WireEvent) -> None:
+        """What a decoded event says about who is there and the playlist (any event,
+        ignored or not: a replayed line is still a fact about the room)."""
+        if isinstance(event, UserList):
+            self.present = {name.lower() for name, _ in event.users[:MAX_KNOWN_USERS]}
+        elif isinstance(event, UserUpdate):
+            if event.left:
+                self.present.discard(event.name.lower())
+            elif event.joined and len(self.present) < MAX_KNOWN_USERS:
+                self.present.add(event.name.lower())
+        elif isinstance(event, PlaylistChange):
+            self.playlist.apply(event)
+        elif isinstance(event, ChatEvent) and event.media is not None:
+            self.playlist.playing(event.media)
 
     def rank_of(self, user: str) -> int:
         return self.ranks.get(user.lower(), 0)

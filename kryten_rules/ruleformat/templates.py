@@ -48,6 +48,8 @@ VARIABLES: dict[str, frozenset[str] | None] = {
     "match": None,
     "groups": None,
     "media": frozenset({"title", "duration", "type", "id"}),
+    "playlist": frozenset({"next"}),
+    "room": frozenset({"users"}),
     "history": None,
     "persona": frozenset({"name", "aliases"}),
     "channel": None,

@@ -70,6 +70,7 @@ class Inlet:
         engine = self._engine()
         assert engine is not None
         engine.apply_ranks(rank_changes(decoded.event))
+        engine.room.observe(decoded.event)  # who is there, the playlist
         now = self.clock.now()
         chat = self.intake.admit(decoded, now)
         if chat is None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from kryten_rules.errors import KrytenRulesError
 from kryten_rules.events import ChatEvent, Media
+from kryten_rules.wire.playlist import PLAYLIST_EVENTS, PlaylistChange, decode_playlist
 from kryten_rules.wire.subjects import EVENT_PREFIX, normalize_token
 
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -64,7 +65,7 @@ class UserList:
     users: tuple[tuple[str, int], ...]
 
 
-WireEvent = ChatEvent | UserUpdate | UserList
+WireEvent = ChatEvent | UserUpdate | UserList | PlaylistChange
 """Everything :func:`decode_message` can produce."""
 
 
@@ -122,7 +123,13 @@ class Decoded:
         if isinstance(ev, ChatEvent):
             return ev
         if isinstance(ev, UserUpdate) and ev.joined:
-            return ChatEvent(kind="adduser", user=ev.name, rank=ev.rank, at=self.at or 0.0)
+            return ChatEvent(
+                kind="adduser",
+                user=ev.name,
+                rank=ev.rank,
+                at=self.at or 0.0,
+                correlation_id=self.correlation_id,
+            )
         return None
 
 
@@ -312,6 +319,12 @@ def _decode_payload(name: str, payload: Any) -> tuple[WireEvent, _Facts] | None:
     if key == "changemedia":
         payload = _object(payload, "payload")
         return _decode_media(payload), _Facts(position=_position(payload))
+    if key in PLAYLIST_EVENTS:  # the room's playlist (``playlist.next``), nothing for the rules
+        try:
+            change = decode_playlist(key, payload)
+        except ValueError as exc:
+            raise MalformedEvent(str(exc)) from None
+        return (change, _NO_FACTS) if change is not None else None
     return None
 
 
@@ -349,6 +362,9 @@ def decode_message(subject: str, data: bytes | bytearray | memoryview) -> Decode
     if decoded is None:
         return None
     event, facts = decoded
+    cid = _clean_text(env.get("correlation_id", ""))
+    if cid and isinstance(event, ChatEvent):  # the reply event names what caused it
+        event = replace(event, correlation_id=cid)
     return Decoded(
         event_name=name,
         event=event,
@@ -358,7 +374,7 @@ def decode_message(subject: str, data: bytes | bytearray | memoryview) -> Decode
         position=facts.position,
         channel=_clean_text(channel),
         domain=_clean_text(env["domain"]),
-        correlation_id=_clean_text(env.get("correlation_id", "")),
+        correlation_id=cid,
     )
 
 
