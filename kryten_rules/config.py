@@ -93,6 +93,14 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsConfig:
+    """What the service publishes for other services (docs/operator.md "Events")."""
+
+    replies: bool = True
+    decisions: str = "matched"  # all | matched | off
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     path: Path | None = None
     nats: NatsConfig = field(default_factory=NatsConfig)
@@ -104,6 +112,7 @@ class ServiceConfig:
     ignore_users: frozenset[str] = frozenset()
     log: LogConfig = field(default_factory=LogConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     max_in_flight: int = 4
     metrics_port: int | None = DEFAULT_METRICS_PORT
     metrics_host: str = "127.0.0.1"
@@ -218,5 +227,6 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         chains=chains,
         log=LogConfig(**_given(log, "responses", "level")),
         state=StateConfig(**_given(doc.get("state") or {}, "store", "bucket")),
+        events=EventsConfig(**_given(doc.get("events") or {}, "replies", "decisions")),
         **top,
     )

@@ -50,8 +50,9 @@ def safe_context(context: dict[str, Any]) -> dict[str, Any]:
         ctx["media"] = {k: _defuse(v) if isinstance(v, str) else v for k, v in media.items()}
     playlist = ctx.get("playlist")
     if isinstance(playlist, dict) and isinstance(playlist.get("next"), dict):
+        upcoming = playlist["next"]
         ctx["playlist"] = {
-            "next": {k: _defuse(v) if isinstance(v, str) else v for k, v in playlist["next"].items()}
+            "next": {k: _defuse(v) if isinstance(v, str) else v for k, v in upcoming.items()}
         }
     user = dict(ctx.get("user") or {})
     if isinstance(user.get("name"), str):

@@ -30,7 +30,9 @@ class Playlist:
     def __len__(self) -> int:
         return len(self.items)
 
-    def reset(self, items: tuple[PlaylistItem, ...] | list[PlaylistItem], current: str | None) -> None:
+    def reset(
+        self, items: tuple[PlaylistItem, ...] | list[PlaylistItem], current: str | None
+    ) -> None:
         """The whole playlist at once (the robot's KV at start, a ``playlist`` event)."""
         self.items = list(items[:MAX_ITEMS])
         if current is not None:
@@ -41,7 +43,11 @@ class Playlist:
         """A ``changeMedia``: when no ``setCurrent`` named its uid, find the item by its id."""
         if media.id and not self._matches(self.current, media):
             uid = next(
-                (i.uid for i in self.items if i.media.id == media.id and i.media.type == media.type),
+                (
+                    i.uid
+                    for i in self.items
+                    if i.media.id == media.id and i.media.type == media.type
+                ),
                 None,
             )
             if uid is not None:
@@ -93,7 +99,9 @@ class Playlist:
     def _update(self) -> None:
         index = self._index(self.current)
         after = index + 1 if index is not None else None
-        self.next = self.items[after].media if after is not None and after < len(self.items) else None
+        self.next = (
+            self.items[after].media if after is not None and after < len(self.items) else None
+        )
 
 
 __all__ = ["MAX_ITEMS", "Playlist"]

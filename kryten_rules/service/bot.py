@@ -49,6 +49,7 @@ from kryten_rules.redact import mask_credentials
 from kryten_rules.service.bus import Bus, ConnectStopped, NatsBus, Subscription, connect_nats
 from kryten_rules.service.control import RULES_COMMAND_SUBJECT, Control
 from kryten_rules.service.embedded import EmbeddedNats, EmbeddedNatsError
+from kryten_rules.service.events_out import EventsOut
 from kryten_rules.service.inlet import Inlet
 from kryten_rules.service.lifecycle import (
     DISCOVERY_SUBJECT,
@@ -70,6 +71,7 @@ from kryten_rules.service.replies import (
 from kryten_rules.service.responder import NoUsableModel, Responder, prepare_llm, usable_chains
 from kryten_rules.service.responselog import ResponseLog
 from kryten_rules.service.robot import RobotSender
+from kryten_rules.service.roomkv import load_playlist
 from kryten_rules.service.rulemanager import (
     MAX_LOGGED_ERRORS,
     RELOAD_SUBJECT,
@@ -80,7 +82,7 @@ from kryten_rules.service.statesync import StateSync, state_backend_for
 from kryten_rules.service.timers import TimerTask
 from kryten_rules.service.watch import FileWatcher
 from kryten_rules.version import __version__
-from kryten_rules.wire import parse_userlist_kv, subscribe_subject, userlist_bucket
+from kryten_rules.wire import UserList, parse_userlist_kv, subscribe_subject, userlist_bucket
 
 __all__ = [
     "DISCOVERY_SUBJECT",
@@ -182,6 +184,16 @@ class Bot:
             quiet=self._quiet,
         )
         self.rules = RuleManager(config, self.metrics, self._publish_if_connected)
+        self.events_out = self.replies.events = EventsOut(
+            lambda: self.bus,
+            self.metrics,
+            domain=config.cytube.domain,
+            channel=config.cytube.channel,
+            dry_run=self.dry_run,
+            decisions=config.events.decisions,
+            replies=config.events.replies,
+            quiet=self._quiet,
+        )
         self.control = Control(self)
         self.lifecycle = Lifecycle(self)
         self.inlet = Inlet(
@@ -192,6 +204,7 @@ class Bot:
             metrics=self.metrics,
             quiet=self._quiet,
             on_decision=on_decision,
+            events=self.events_out,
         )
         self.timers = TimerTask(lambda: self.rules.engine, self.inlet, self.clock, self._quiet)
         self._subs: list[Subscription] = []
@@ -295,10 +308,13 @@ class Bot:
                 await self._connect()
             await self._load_ranks()
             await self._load_state()
+            assert self.bus is not None and self.engine is not None
+            await load_playlist(self.bus, self.engine.room, self.intake, self.config.cytube.channel)
             await warming  # before the first event: the first reply is not the slow one
         finally:
             if not warming.done():
                 warming.cancel()
+        self._spawn(self.events_out.run(), "events-out")
         await self._subscribe()
         self._spawn(self.timers.run(), "timers")  # v1.1: sleeps until the next timer turn
         if self.watch_interval:
@@ -378,6 +394,7 @@ class Bot:
             return
         for name, rank in users:
             self.engine.set_rank(name, rank)
+        self.engine.room.observe(UserList(tuple(users)))  # who is there: `room.users`
         log.info("loaded %d user ranks from KV", len(users))
 
     async def _subscribe(self) -> None:
@@ -443,6 +460,7 @@ class Bot:
         bus = self.bus
         if bus is not None and bus.connected:
             with contextlib.suppress(Exception):
+                await self.events_out.drain()  # the last replies' events, then goodbye
                 reason = self.restart_reason or "Normal shutdown"
                 await self.lifecycle.publish("shutdown", reason=reason)
                 await bus.flush(timeout=2)

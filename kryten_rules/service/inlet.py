@@ -22,6 +22,7 @@ from kryten_rules.intake import Intake
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.senders import Ignored, IgnoreReason
 from kryten_rules.service.bus import Message
+from kryten_rules.service.events_out import EventsOut
 from kryten_rules.service.metrics import Metrics
 from kryten_rules.service.replies import Replies
 from kryten_rules.wire import MalformedEvent, decode_message, rank_changes
@@ -40,6 +41,7 @@ class Inlet:
         metrics: Metrics,
         quiet: QuietLog,
         on_decision: Callable[[Decision], None] | None = None,
+        events: EventsOut | None = None,
     ) -> None:
         self.intake = intake
         self._engine = engine
@@ -48,6 +50,7 @@ class Inlet:
         self.metrics = metrics
         self._quiet = quiet
         self.on_decision = on_decision
+        self.events = events  # decision events for other services (a queue append)
         self._history_logged = -1e9
 
     async def on_message(self, msg: Message) -> None:
@@ -107,6 +110,8 @@ class Inlet:
                 self.metrics.decisions.labels(t.rule, t.outcome, t.reason or "").inc()
         if self.on_decision is not None:
             self.on_decision(decision)
+        if self.events is not None:
+            self.events.decision(decision)
         if decision.fired is not None:
             self.replies.dispatch(decision, engine)
         for shadow in decision.shadow_decisions():  # rendered and logged as "shadow", never sent

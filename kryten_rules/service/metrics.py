@@ -102,6 +102,12 @@ class Metrics:
             "kryten_rules_reloads_total", "Rule reloads, by outcome.", ["outcome"], registry=r
         )
         self.rules = Gauge("kryten_rules_rules", "Rules loaded.", registry=r)
+        self.events_out = Counter(
+            "kryten_rules_events_out_total",
+            "Reply and decision events for other services, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "kryten_rules_dispatch_in_flight", "Replies being prepared.", registry=r
         )

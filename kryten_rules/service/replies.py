@@ -22,6 +22,7 @@ from kryten_rules.dispatch.llm.chain import ChainResult
 from kryten_rules.engine.evaluate import Decision, Engine
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.service.delivery import SHUTDOWN
+from kryten_rules.service.events_out import EventsOut
 from kryten_rules.service.lanes import Lane
 from kryten_rules.service.metrics import Metrics
 from kryten_rules.service.outcome import PartOutcomes, Summary
@@ -63,6 +64,7 @@ class Replies:
         self._quiet = quiet or QuietLog(log)
         self.pacer: Pacer | None = None  # set once started
         self.responder: Responder | None = None
+        self.events: EventsOut | None = None  # reply events for other services
         self.pending = 0  # replies admitted and not yet logged
         # model replies and fixed ones are admitted separately: a fixed reply
         # never waits behind model calls
@@ -232,6 +234,8 @@ class Replies:
         self.metrics.outcomes.labels(summary.outcome).inc()
         if not self.responses.write(record) and self.responses.path is not None:
             self.metrics.log_write_errors.inc()
+        if self.events is not None:
+            self.events.reply(record, decision)
         verbs = {"sent": "replied", "dry_run": "would reply", "shadow": "would reply"}
         verb = verbs.get(summary.outcome) or (
             "stayed silent" if summary.outcome == "silent" else f"not sent: {summary.outcome}"
