@@ -289,4 +289,3 @@ def free_url() -> str:
     from kryten_rules.service.embedded import free_port
 
     return f"nats://127.0.0.1:{free_port()}"
-
