@@ -38,6 +38,7 @@ from tests.nats_fixtures import (
     BotFactory,
     RobotClient,
     chat_payload,
+    metric,
     settle,
     started_bots,
     write_config,
@@ -228,7 +229,10 @@ async def test_the_room_comes_from_the_robots_kv_before_any_media_event(
         await client.next_command()
         prompt = json.dumps(openai.bodies[-1]["messages"])
         assert "next:" not in prompt and "users: 4" in prompt
-        assert bot.engine is not None and bot.engine.room.media is not None
+        # the robot rejoining mid-play re-announces the media: known, so not news
+        await client.publish("changeMedia", {**CURRENT, "currentTime": 1300.0})
+        await settle(bot, client, 5)
+        assert metric(bot, "kryten_rules_events_ignored_total", {"why": "history"}) == 1
 
 
 async def test_tail_prints_the_reply_event_of_a_mention(
