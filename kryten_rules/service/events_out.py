@@ -32,7 +32,9 @@ from typing import Any
 from kryten_rules.engine.decision import Decision
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.service.bus import Bus
+from kryten_rules.service.delivery import SENT
 from kryten_rules.service.metrics import Metrics
+from kryten_rules.trace import Reason
 
 log = logging.getLogger("kryten_rules.service")
 
@@ -44,7 +46,7 @@ DEFAULT_DECISIONS = "matched"
 MAX_QUEUED = 4096  # events waiting for the bus; past it the newest are dropped and counted
 
 # trace reasons of rules whose words were not there (or that are switched off)
-_NOT_MATCHED = frozenset({"no_match", "disabled"})
+_NOT_MATCHED = frozenset({Reason.NO_MATCH, Reason.DISABLED})
 
 
 def matched(decision: Decision) -> bool:
@@ -62,7 +64,7 @@ def publishes_reply(record: dict[str, Any]) -> bool:
     the channel: the response log has them.
     """
     outcome = record.get("outcome")
-    return outcome == "dry_run" or outcome == "sent" or int(record.get("parts_sent") or 0) > 0
+    return outcome in (SENT, "dry_run") or int(record.get("parts_sent") or 0) > 0
 
 
 def _iso(at: float) -> str:

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,7 @@ from tests.nats_fixtures import (
     BOT_NAME,
     CHANNEL,
     DOMAIN,
-    KEY_ENV,
-    KEY_VALUE,
-    MODEL,
+    MODEL_TEXT,
     WAIT,
     BotFactory,
     RobotClient,
@@ -41,13 +38,11 @@ from tests.nats_fixtures import (
     metric,
     settle,
     started_bots,
-    write_config,
 )
 from tests.openai_server import OpenAIServer
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
-MODEL_TEXT = "Hello from the model"
 RULES = """\
 kryten_rules: 1
 persona:
@@ -105,32 +100,13 @@ ITEMS = [
 
 
 @pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    server = OpenAIServer({MODEL: f"ok:{MODEL_TEXT}"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def rules_text() -> str:
+    return RULES
 
 
 @pytest.fixture
-def config_path(
-    tmp_path: Path, nats_server: EmbeddedNats, openai: OpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    return write_config(
-        tmp_path,
-        nats_url=nats_server.url,
-        api_base=openai.base_url,
-        rules=RULES,
-        extra="events: {decisions: matched}\n",
-    )
-
-
-@pytest.fixture
-async def start_bot(config_path: Path) -> AsyncIterator[BotFactory]:
-    async with started_bots(config_path) as start:
-        yield start
+def config_extra() -> str:
+    return "events: {decisions: matched}\n"
 
 
 async def say(client: RobotClient, user: str, msg: str) -> str:
