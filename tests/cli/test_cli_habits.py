@@ -87,6 +87,8 @@ TABLE: dict[str, dict[int, Callable[[Path], list[str | Path]]]] = {
     "chat": {2: lambda d: ["--config", d / "rules" / "bad.yaml"]},
     # `record` stops with 0 (tests/tools/test_record.py)
     "record": {2: lambda d: [d / "out.jsonl"]},
+    # `tail` stops with 0, and exits 2 without a server (tests/service/test_events_out.py)
+    "tail": {2: lambda d: ["--config", d / "rules" / "bad.yaml"]},
 }
 
 
