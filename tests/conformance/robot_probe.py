@@ -21,7 +21,8 @@ Requests (``op`` selects):
   ``null`` when the handler stayed silent.
 - ``{"op": "kv", "channel", "events": [[event_name, payload], ...]}`` ->
   ``{"buckets", "puts"}``: a real ``StateManager`` over a fake JetStream, fed the
-  events the way ``kryten.__main__``'s state callback dispatches them; ``puts``
+  events the way ``kryten.__main__``'s state callback dispatches them (user list and
+  playlist events, ``changeMedia``, ``setCurrent``); ``puts``
   lists ``[bucket, key, value_b64]``.
 
 Any failure answers ``{"error": "..."}`` for that request only.
@@ -190,6 +191,20 @@ async def run_kv(req: dict[str, Any]) -> dict[str, Any]:
         elif event_name == "setUserRank":
             if payload.get("name") is not None:
                 await state.update_user({"name": payload["name"], "rank": payload.get("rank")})
+        elif event_name == "playlist":
+            await state.set_playlist(payload)
+        elif event_name == "queue":
+            await state.add_playlist_item(payload.get("item", {}), payload.get("after"))
+        elif event_name == "delete":
+            if payload.get("uid"):
+                await state.remove_playlist_item(payload["uid"])
+        elif event_name == "moveVideo":
+            if payload.get("from") and payload.get("after") is not None:
+                await state.move_playlist_item(payload["from"], str(payload["after"]))
+        elif event_name == "changeMedia":
+            await state.update_current_media(payload)
+        elif event_name == "setCurrent":
+            await state.set_current_uid(payload)
         else:
             raise ValueError(f"unsupported event {event_name}")
     return {"buckets": js.buckets, "puts": js.puts}

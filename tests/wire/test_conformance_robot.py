@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kryten_rules.engine.room import MemoryRoom
 from kryten_rules.events import ChatEvent, Media
 from kryten_rules.intake import Intake
 from kryten_rules.senders import Ignored, IgnoreReason
@@ -40,6 +41,13 @@ from kryten_rules.wire import (
     say_command,
     subscribe_subject,
     userlist_bucket,
+)
+from kryten_rules.wire.playlist import (
+    CURRENT_KEY,
+    ITEMS_KEY,
+    parse_current_kv,
+    parse_items_kv,
+    playlist_bucket,
 )
 from tests.conformance.venvs import pinned_python
 
@@ -341,3 +349,56 @@ def test_userlist_kv(robot: Probe) -> None:
     assert snapshots[0] == [("alice", 1)]
     assert snapshots[2] == [("alice", 1), ("bob", 2)]  # setUserRank leaves {"name", "rank"}
     assert snapshots[-1] == [("alice", 1), ("bob", 2)]
+
+
+# --- the playlist: the robot's KV and our room agree ---------------------------------------
+
+
+def _item(uid: int, title: str, seconds: int = 60) -> dict[str, Any]:
+    media = {"id": title.lower(), "title": title, "seconds": seconds, "type": "yt", "meta": {}}
+    return {"uid": uid, "media": media, "temp": False, "queueby": "bob"}
+
+
+def _playing(title: str, seconds: int = 60) -> dict[str, Any]:
+    return {
+        "id": title.lower(),
+        "title": title,
+        "seconds": seconds,
+        "duration": "01:00",
+        "type": "yt",
+        "meta": {},
+        "currentTime": -3,
+        "paused": False,
+    }
+
+
+PLAYLIST_STORY = [
+    ["playlist", [_item(1, "A"), _item(2, "B"), _item(3, "C")]],
+    ["setCurrent", 1],
+    ["changeMedia", _playing("A")],
+    ["queue", {"item": _item(4, "D"), "after": 1}],
+    ["queue", {"item": _item(5, "E"), "after": 99}],  # an unknown uid: appended
+    ["moveVideo", {"from": 5, "after": "prepend"}],
+    ["moveVideo", {"from": 3, "after": 4}],
+    ["delete", {"uid": 2}],
+    ["setCurrent", 4],
+    ["changeMedia", _playing("D")],
+]
+
+
+def test_the_playlist_we_keep_is_the_one_the_robot_writes(robot: Probe) -> None:
+    r = robot.ask(op="kv", channel=CHANNEL, events=PLAYLIST_STORY)
+    bucket = playlist_bucket(CHANNEL)
+    assert bucket in r["buckets"]
+    last = {key: base64.b64decode(v) for b, key, v in r["puts"] if b == bucket}
+    robot_items = parse_items_kv(last[ITEMS_KEY])
+    robot_current = parse_current_kv(last[CURRENT_KEY])
+    room = MemoryRoom()
+    for name, payload in PLAYLIST_STORY:
+        decoded = _decode(robot, name, payload)
+        assert decoded is not None, name
+        room.observe(decoded.event)
+    assert room.playlist.items == list(robot_items)
+    assert [i.media.title for i in robot_items] == ["E", "A", "D", "C"]
+    assert robot_current == (Media("D", 60.0, "yt", "d"), "4")
+    assert room.playlist.current == "4" and room.playlist.next == Media("C", 60.0, "yt", "c")
