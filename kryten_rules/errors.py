@@ -36,6 +36,7 @@ raising, and the service turns failures into outcomes, logs and metrics.
         |-- RequestTimeout        service/bus         a request's answer did not come in time
         |-- EmbeddedNatsError     service/embedded    the embedded nats-server did not start
         |-- StateUnavailable      service/kvstate     the state bucket is unreachable (RuntimeError)
+        |-- TailError             service/tail        `tail` cannot reach NATS (also RuntimeError)
         `-- _TooLarge             service/metrics     an HTTP request past our bounds (internal)
 
 ``tests/test_errors.py`` checks that every exception class in the package is in

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.redact import mask_credentials
 from kryten_rules.service.bus import ConnectStopped, Message, connect_nats
 from kryten_rules.service.events_out import DECISION_SUBJECT, REPLY_SUBJECT
@@ -28,7 +29,7 @@ from kryten_rules.service.events_out import DECISION_SUBJECT, REPLY_SUBJECT
 CONNECT_TIMEOUT = 5.0
 
 
-class TailError(RuntimeError):
+class TailError(KrytenRulesError, RuntimeError):
     """tail cannot run (NATS unreachable); the message says so."""
 
 
