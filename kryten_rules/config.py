@@ -58,8 +58,28 @@ class ChainConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsTlsConfig:
+    """PEM files for TLS to NATS (paths resolved against the config's directory)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NatsConfig:
+    """Where NATS is and how to authenticate: secrets only by environment variable name.
+
+    ``service/natsauth.py`` turns this into nats-py's connect options at start.
+    """
+
     url: str = "nats://127.0.0.1:4222"
+    user: str | None = None
+    password_env: str | None = None
+    token_env: str | None = None
+    creds_file: Path | None = None
+    nkey_file: Path | None = None
+    tls: NatsTlsConfig | None = None
 
     @property
     def embedded(self) -> bool:
@@ -211,7 +231,7 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         top["metrics_host"] = metrics["host"]
     return ServiceConfig(
         path=path,
-        nats=NatsConfig(**_given(doc.get("nats") or {}, "url")),
+        nats=_nats(doc.get("nats") or {}, base),
         cytube=CytubeConfig(
             **_given(
                 doc.get("cytube") or {},
@@ -230,3 +250,16 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         events=EventsConfig(**_given(doc.get("events") or {}, "replies", "decisions")),
         **top,
     )
+
+
+def _nats(doc: Mapping[str, Any], base: Path) -> NatsConfig:
+    """The ``nats:`` section; its files are relative to the config's directory."""
+    given = _given(doc, "url", "user", "password_env", "token_env", "creds_file", "nkey_file")
+    for key in ("creds_file", "nkey_file"):
+        if key in given:
+            given[key] = base / given[key]
+    tls = doc.get("tls")
+    if tls is not None:
+        files = _given(tls, "ca_file", "cert_file", "key_file")
+        given["tls"] = NatsTlsConfig(**{k: base / v for k, v in files.items()})
+    return NatsConfig(**given)

@@ -31,6 +31,7 @@ STAGES = [
 FOUNDATION = {
     "clock", "events", "units", "diagnostics", "trace", "redact", "quietlog",
     "gcpause", "config", "wire", "senders", "version", "codes", "errors",
+    "natsauth",  # NATS credentials and TLS: the service and tools.record connect with them
 }  # fmt: skip
 ENTRY = {"cli", "__init__", "__main__"}
 MAX_LINES = 400

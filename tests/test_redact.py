@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from kryten_rules.redact import MaskingFormatter, mask_credentials
+from kryten_rules.service.bot import StartupError
 from kryten_rules.service.embedded import find_nats_server, free_port, wait_listening
 from kryten_rules.service.responselog import ResponseLog
 from tests.nats_fixtures import KEY_ENV, KEY_VALUE, RobotClient, make_bot, wait_until, write_config
@@ -164,17 +165,18 @@ async def test_a_wrong_password_is_reported_without_either_password(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # A refused password is a start-up error, not a retry for ever (issue 13).
     caplog.set_level(logging.DEBUG)
     wrong = "wr0ngPW-7y"
     bot = make_bot(_config(tmp_path, auth_nats.url(wrong), monkeypatch))
-    task = asyncio.create_task(bot.run_forever())
-    try:
-        await wait_until(lambda: "cannot reach" in caplog.text, what="a connect warning")
-    finally:
-        bot.request_stop()
-        await asyncio.wait_for(task, 20)
-    assert f"cannot reach nats://bot:***@127.0.0.1:{auth_nats.port}" in caplog.text
-    assert wrong not in caplog.text and SECRET not in caplog.text
+    with pytest.raises(StartupError) as raised:
+        await asyncio.wait_for(bot.run_forever(), 20)
+    message = str(raised.value)
+    assert message.startswith(
+        f"authorization failed for nats://bot:***@127.0.0.1:{auth_nats.port} "
+        "(credentials in the URL)"
+    )
+    assert wrong not in caplog.text + message and SECRET not in caplog.text + message
 
 
 def test_the_chat_banner_masks_the_password(

@@ -6,6 +6,7 @@ come through here, so CI and production can never disagree about a file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.config import ServiceConfig, config_from_plain
 from kryten_rules.diagnostics import Diagnostic, RuleSetError, Span, error
 from kryten_rules.gcpause import gc_paused
+from kryten_rules.ruleformat.envexpand import expand_config
 from kryten_rules.ruleformat.numbers import NUMBER_CODES, check_ranges
 from kryten_rules.ruleformat.patterns import PatternSetError
 from kryten_rules.ruleformat.resolve import RuleFile, RuleSetSpec, resolve
@@ -144,6 +146,8 @@ def check_paths(
         # tree: its own diagnostic says why, the schema's "not null" would be noise.
         ranges = list(check_ranges(doc.root)) if kind in ("rules", "test") else []
         out.diagnostics.extend(ranges)
+        if kind == "config":  # ${VAR} first: the schema checks the values in effect
+            out.diagnostics.extend(expand_config(doc.root, os.environ))
         refused = {d.span for d in doc.diagnostics + ranges if d.code in NUMBER_CODES}
         schema_diags = [d for d in check_schema(doc.root, kind) if d.span not in refused]
         out.diagnostics.extend(schema_diags)
@@ -239,6 +243,7 @@ def load_config(path: str | Path) -> ServiceConfig:
                 )
             )
         else:
+            diags.extend(expand_config(doc.root, os.environ))
             refused = {d.span for d in diags if d.code in NUMBER_CODES}
             diags.extend(d for d in check_schema(doc.root, "config") if d.span not in refused)
             diags.extend(check_config(doc.root))

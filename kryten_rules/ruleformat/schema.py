@@ -19,7 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from kryten_rules.diagnostics import Diagnostic, error
+from kryten_rules.diagnostics import Diagnostic, Severity, Span, error
 from kryten_rules.ruleformat.yamlload import Node
 from kryten_rules.units import RANKS
 
@@ -142,6 +142,17 @@ def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnost
         schema = err.schema if isinstance(err.schema, Mapping) else {}
         known = sorted(schema.get("properties", {}))
         for extra in sorted(set(node.value) - set(known)) if node.is_map else []:
+            if f"{extra}_env" in known:  # `password: s3cret` where `password_env` is known
+                # the same stable code; the line is not shown, it holds the secret
+                yield _unquoted(
+                    "unknown-key",
+                    f"unknown key {extra!r} in {where}: a secret is never written in the "
+                    "config, only the name of the environment variable that holds it",
+                    node.key_span(extra),
+                    f"did you mean {extra + '_env'!r}? Put the secret in an environment "
+                    f"variable and name that: `{extra}_env: VARIABLE`",
+                )
+                continue
             hint = did_you_mean(extra, known)
             yield error(
                 "unknown-key",
@@ -186,6 +197,18 @@ def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnost
             or "a number 0..255, or guest, registered, moderator, admin, owner, founder, siteadmin",
         )
         return
+    if v == "pattern" and isinstance(key, str) and key.endswith("_env"):
+        # not the value: a pasted secret where its variable's name belongs
+        if "${" in str(err.instance):
+            return  # envexpand's env-in-env-key says it better
+        yield _unquoted(
+            "bad-env-name",
+            f"{where} must be the name of an environment variable "
+            "(letters, digits and _, not starting with a digit)",
+            node.span,
+            "the name, not the secret: e.g. NATS_PASSWORD, with the value in the environment",
+        )
+        return
     if v == "pattern" and key == "id":
         yield error(
             "bad-id",
@@ -212,6 +235,11 @@ def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnost
         yield error("empty-value", f"{where} must not be empty", node.span)
         return
     yield error("schema", f"{where}: {err.message}", node.span)
+
+
+def _unquoted(code: str, message: str, span: Span, hint: str) -> Diagnostic:
+    """An error whose source line is not shown: it may hold a secret."""
+    return Diagnostic(Severity.ERROR, code, message, span, hint, quote=False)
 
 
 def _article(word: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from kryten_rules.diagnostics import Diagnostic, Span, error
 from kryten_rules.ruleformat.checks import check_rule_file
+from kryten_rules.ruleformat.natscheck import check_nats
 from kryten_rules.ruleformat.patterns import (
     SET_MAX_PROGRAM,
     program_size,
@@ -171,8 +172,10 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
 
 
 def check_config(root: Node) -> Iterator[Diagnostic]:
-    """Semantic checks of a service config: usable numbers, chains name defined models."""
+    """Semantic checks of a service config: usable numbers, chains name defined models,
+    one NATS authentication mode."""
     yield from _config_numbers(root)
+    yield from check_nats(root)
     models = root.get("models")
     names = set(models.value) if models is not None and models.is_map else set()
     chains = root.get("chains")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -44,6 +45,7 @@ from kryten_rules.engine.evaluate import Decision, Engine
 from kryten_rules.engine.state import MemoryStore, StateBackend
 from kryten_rules.errors import KrytenRulesError
 from kryten_rules.intake import Intake
+from kryten_rules.natsauth import NatsAuthError, NatsRefused, auth_mode, connect_options
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.redact import mask_credentials
 from kryten_rules.service.bus import Bus, ConnectStopped, NatsBus, Subscription, connect_nats
@@ -369,15 +371,24 @@ class Bot:
             log.info("state: %d running cooldowns and budgets loaded", loaded)
 
     async def _connect(self) -> None:
+        nats_cfg = self.config.nats
+        try:  # the embedded server is ours: it takes no credentials
+            options = {} if self.embedded is not None else connect_options(nats_cfg, os.environ)
+        except NatsAuthError as exc:
+            raise StartupError(str(exc)) from None
         try:
             self.bus = await connect_nats(
                 self.url,
                 name=f"kryten-rules-{self.config.cytube.channel}",
                 stop=self._stopping,
                 on_state=lambda up: self.metrics.nats_connected.set(1 if up else 0),
+                options=options,
+                mode=auth_mode(nats_cfg, self.url),
             )
         except ConnectStopped as exc:
             raise Stopped(str(exc)) from exc
+        except NatsRefused as exc:  # already one masked line
+            raise StartupError(str(exc)) from None
         except Exception as exc:
             raise StartupError(
                 mask_credentials(f"cannot connect to NATS at {self.url}: {exc}")

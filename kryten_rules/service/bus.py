@@ -6,7 +6,7 @@ be confirmed), ``subscribe`` (channel events, ``kryten.rules.command``,
 discovery) and ``kv_get`` (kryten-robot's user list). Two implementations:
 
 * :class:`NatsBus` wraps a nats-py connection; it is the only module of the
-  service that imports ``nats``.
+  service that imports ``nats`` (besides ``kryten_rules.natsauth``, which reads its errors).
 * :class:`MemoryBus` delivers in-process, with NATS subject wildcards
   (``*``, ``>``), request-reply and a key-value dict. Tests use it where NATS
   is not the point; the end-to-end tests keep the real nats-server.
@@ -22,11 +22,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kryten_rules.errors import KrytenRulesError
+from kryten_rules.natsauth import NatsRefused, fatal_connect_error, refusal_message
 from kryten_rules.redact import mask_credentials
 
 log = logging.getLogger("kryten_rules.service")
@@ -133,15 +134,28 @@ class ConnectStopped(KrytenRulesError):
 
 
 async def connect_nats(
-    url: str, *, name: str, stop: asyncio.Event, on_state: Callable[[bool], None]
+    url: str,
+    *,
+    name: str,
+    stop: asyncio.Event,
+    on_state: Callable[[bool], None],
+    options: Mapping[str, Any] | None = None,
+    mode: str = "no authentication",
 ) -> NatsBus:
     """Connect, retrying for ever (as nats-py does even the first time), until
     connected or ``stop`` is set (:class:`ConnectStopped`). ``on_state`` hears
-    every disconnect (False) and reconnect (True)."""
+    every disconnect (False) and reconnect (True).
+
+    ``options`` are nats-py's authentication and TLS arguments
+    (``natsauth.connect_options``). A refusal of them (wrong password, unknown
+    nkey, untrusted certificate) is not retried: it raises
+    :class:`NatsRefused`, one line naming the URL (masked) and ``mode``.
+    """
     import nats
 
     safe_url = mask_credentials(url)
     box: list[Any] = []
+    refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def disconnected() -> None:
         on_state(False)
@@ -156,6 +170,10 @@ async def connect_nats(
 
     async def error(exc: Exception) -> None:
         log.debug("nats: %s", mask_credentials(str(exc)))
+        reason = fatal_connect_error(exc)
+        if reason is not None and not refused.done() and not box:
+            refused.set_result(refusal_message(url, reason, mode, exc))
+            return
         now = time.monotonic()
         if not (box and box[0].is_connected) and now - last_warning[0] > 30:
             last_warning[0] = now
@@ -175,15 +193,20 @@ async def connect_nats(
             reconnected_cb=reconnected,
             error_cb=error,
             connect_timeout=2,
+            **(options or {}),
         )
     )
     stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({connect, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    waits: set[asyncio.Future[Any]] = {connect, stopped, refused}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     if not connect.done():
         connect.cancel()
         await asyncio.gather(connect, return_exceptions=True)
+        if refused.done():
+            raise NatsRefused(refused.result())
         raise ConnectStopped("stopped before NATS was reachable")
+    refused.cancel()
     nc = connect.result()
     box.append(nc)
     on_state(True)
