@@ -60,8 +60,11 @@ def auth_mode(cfg: NatsConfig, url: str | None = None) -> str:
     elif urlsplit(url).username is not None:
         mode = "credentials in the URL"
     else:
-        mode = "no authentication"
-    return f"{mode}, TLS" if cfg.tls is not None else mode
+        mode = ""
+    if cfg.tls is not None:
+        tls = "TLS with a client certificate" if cfg.tls.cert_file is not None else "TLS"
+        return f"{mode}, {tls}" if mode else tls
+    return mode or "no authentication"
 
 
 def _secret(key: str, name: str, env: Mapping[str, str]) -> str:
@@ -161,9 +164,12 @@ def fatal_connect_error(exc: BaseException) -> str | None:
     if isinstance(exc, nats.errors.AuthorizationError) or any(r in text for r in _AUTH_REFUSALS):
         return "authorization failed"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"the server's TLS certificate is not trusted ({exc.verify_message})"
-    if isinstance(exc, ssl.SSLError) and "certificate" in text:
-        return f"the TLS handshake was refused ({exc.reason or exc})"
+        return "TLS failed: the server's certificate is not trusted"
+    # an alert is the server's answer to our certificate (unknown CA, none given,
+    # expired); the same certificate gets the same answer next time
+    reason = str(getattr(exc, "reason", "") or "").upper()
+    if isinstance(exc, ssl.SSLError) and ("ALERT" in reason or "CERTIFICATE" in reason):
+        return "TLS failed: the server refused the client certificate"
     return None
 
 

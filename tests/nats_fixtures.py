@@ -80,8 +80,11 @@ def write_config(
     rules: str = BASE_RULES,
     extra: str = "",
     model_timeout: str = "2s",
+    nats_extra: str = "",
 ) -> Path:
-    """``tmp_path/kryten-rules.yaml`` plus ``tmp_path/rules/main.yaml``; returns the config."""
+    """``tmp_path/kryten-rules.yaml`` plus ``tmp_path/rules/main.yaml``; returns the config.
+
+    ``nats_extra``: more ``nats:`` keys (authentication), as lines indented 2."""
     write_rules(tmp_path / "rules" / "main.yaml", rules)
     cfg = tmp_path / "kryten-rules.yaml"
     cfg.write_text(
@@ -89,7 +92,7 @@ def write_config(
 kryten_rules_config: 1
 nats:
   url: "{nats_url}"
-cytube:
+{nats_extra}cytube:
   domain: {DOMAIN}
   channel: {CHANNEL}
   username: {BOT_NAME}
@@ -210,13 +213,15 @@ class RobotClient:
         # the real robot's handler in the loop.
         self.answer: dict[str, Any] | None = {"service": "robot", "success": True}
 
-    async def connect(self, url: str) -> RobotClient:
+    async def connect(self, url: str, **options: Any) -> RobotClient:
+        """``options``: more nats-py connect arguments (credentials, TLS)."""
         self.nc = await nats.connect(
             url,
             name="test-robot",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.2,
             connect_timeout=2,
+            **options,
         )
         self.subscription = await self.nc.subscribe(COMMAND_SUBJECT, cb=self._on_command)
         await roundtrip(self.nc)

@@ -171,8 +171,9 @@ async def connect_nats(
     async def error(exc: Exception) -> None:
         log.debug("nats: %s", mask_credentials(str(exc)))
         reason = fatal_connect_error(exc)
-        if reason is not None and not refused.done() and not box:
-            refused.set_result(refusal_message(url, reason, mode, exc))
+        if reason is not None and not box:  # the first connect: stop, say it once
+            if not refused.done():
+                refused.set_result(refusal_message(url, reason, mode, exc))
             return
         now = time.monotonic()
         if not (box and box[0].is_connected) and now - last_warning[0] > 30:

@@ -1,0 +1,170 @@
+"""Authenticated NATS end to end: a real nats-server per mode (tests/nats_auth.py).
+
+For each of user/password, token, nkey, credentials file (operator JWTs) and
+TLS with a client certificate: the bot connects with the config's keys and
+answers a mention; the wrong credential makes ``kryten-rules run`` exit 2 with
+one line naming the masked URL and the mode, with no traceback and no retry
+for ever; and no secret shows in any log line or error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kryten_rules.service.bot import StartupError
+from tests.nats_auth import MODES, PASSWORD_ENV, AuthServer, start_auth_server
+from tests.nats_fixtures import (
+    KEY_ENV,
+    KEY_VALUE,
+    RobotClient,
+    make_bot,
+    started_bots,
+    write_config,
+)
+from tests.openai_server import OpenAIServer
+
+SCRIPT = str(Path(sys.executable).with_name("kryten-rules"))
+MODEL_TEXT = "Hello through authenticated NATS"
+MODE_WORDS = {
+    "users": "user/password as 'bot'",
+    "token": "token",
+    "nkey": "nkey",
+    "creds": "credentials file",
+    "tls": "TLS with a client certificate",
+}
+REFUSALS = {
+    "users": "authorization failed",
+    "token": "authorization failed",
+    "nkey": "authorization failed",
+    "creds": "authorization failed",
+    "tls": "TLS failed: the server refused the client certificate",
+}
+
+
+@pytest.fixture(params=MODES)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuthServer]:
+    srv = start_auth_server(request.param, tmp_path / "nats")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def openai() -> Iterator[OpenAIServer]:
+    srv = OpenAIServer({"test-model": f"ok:{MODEL_TEXT}"}).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _config(tmp_path: Path, server: AuthServer, api_base: str, *, bad: bool = False) -> Path:
+    return write_config(
+        tmp_path, nats_url=server.url, api_base=api_base, nats_extra=server.nats_yaml(bad=bad)
+    )
+
+
+@pytest.mark.usefixtures("litellm_loaded")
+async def test_the_bot_authenticates_and_answers_a_mention(
+    tmp_path: Path,
+    server: AuthServer,
+    openai: OpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    cfg = _config(tmp_path, server, openai.base_url)
+    client = await RobotClient().connect(server.url, **server.client_options)
+    try:
+        async with started_bots(cfg) as start:
+            await start()
+            await client.chat("alice", "hey CynthiaBot, are you there?")
+            cmd = await client.next_command()
+            health = await client.request("system.health")
+    finally:
+        await client.close()
+    assert cmd["command"] == "say" and cmd["args"] == {"message": MODEL_TEXT}
+    assert f"nats: connected to {server.url}" in caplog.text
+    for secret in server.secrets:
+        assert secret not in caplog.text and secret not in str(health)
+
+
+def _run(cfg: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SCRIPT, "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a retry for ever would run into this and fail the test
+        cwd=cfg.parent,
+        env={**os.environ, KEY_ENV: KEY_VALUE, **env},
+    )
+
+
+def test_a_refused_credential_is_one_line_and_exit_2(tmp_path: Path, server: AuthServer) -> None:
+    cfg = _config(tmp_path, server, "http://127.0.0.1:9/v1", bad=True)
+    proc = _run(cfg, server.bad_env or server.env)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {REFUSALS[server.mode]} for {server.url} ({MODE_WORDS[server.mode]}): "
+        + errors[0].split("): ", 1)[1]
+    ], proc.stderr
+    assert proc.stderr.count(REFUSALS[server.mode]) == 1  # said once, not per retry
+    for secret in server.secrets:
+        assert secret not in proc.stderr + proc.stdout
+
+
+def test_an_unset_password_variable_is_a_start_up_error(tmp_path: Path) -> None:
+    server = start_auth_server("users", tmp_path / "nats")
+    try:
+        cfg = _config(tmp_path, server, "http://127.0.0.1:9/v1")
+        env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+        proc = subprocess.run(
+            [SCRIPT, "run", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**env, KEY_ENV: KEY_VALUE},
+        )
+    finally:
+        server.stop()
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (
+        f"error: nats.password_env names the environment variable {PASSWORD_ENV}, which is "
+        "not set: set it before starting the service"
+    ) in proc.stderr
+
+
+async def test_a_server_certificate_from_an_unknown_ca_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_auth_server("tls", tmp_path / "nats")
+    try:
+        tls = dict(server.config["tls"])
+        tls["ca_file"] = str(tmp_path / "nats" / "other" / "other-ca.pem")
+        server.config = {"tls": tls}
+        monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+        bot = make_bot(_config(tmp_path, server, "http://127.0.0.1:9/v1"))
+        with pytest.raises(StartupError) as raised:
+            await asyncio.wait_for(bot.run_forever(), 60)
+    finally:
+        server.stop()
+    assert str(raised.value).startswith(
+        f"TLS failed: the server's certificate is not trusted for {server.url} "
+        "(TLS with a client certificate): "
+    )
