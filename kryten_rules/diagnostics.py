@@ -116,12 +116,15 @@ def format_text(diagnostics: Iterable[Diagnostic], *, color: bool = False) -> st
     diags = sorted(diagnostics, key=sort_key)
     cache: dict[str, list[str] | None] = {}
     out: list[str] = []
+    # a line one diagnostic must not show (it holds a secret) no other shows either
+    hidden = {(d.span.file, d.span.line) for d in diags if not d.quote}
     for d in diags:
         sev = str(d.severity)
         if color:
             sev = f"\x1b[1;{31 if d.is_error else 33}m{sev}\x1b[0m"
         out.append(f"{d.span}: {sev}[{d.code}]: {d.message}")
-        src = _source_line(d.span.file, d.span.line, cache) if d.quote else None
+        shown_ok = (d.span.file, d.span.line) not in hidden
+        src = _source_line(d.span.file, d.span.line, cache) if shown_ok else None
         if src is not None:
             # Tabs would shift the caret; show them as single spaces.
             shown = src.replace("\t", " ")

@@ -85,7 +85,14 @@ async def test_the_bot_authenticates_and_answers_a_mention(
     monkeypatch.setenv(KEY_ENV, KEY_VALUE)
     for name, value in server.env.items():
         monkeypatch.setenv(name, value)
-    cfg = _config(tmp_path, server, openai.base_url)
+    # the port from the environment: ${VAR} expansion on the way a deployment uses it
+    monkeypatch.setenv("TEST_NATS_PORT", str(server.port))
+    cfg = write_config(
+        tmp_path,
+        nats_url=f"{server.scheme}://${{TEST_NATS_HOST:-127.0.0.1}}:${{TEST_NATS_PORT}}",
+        api_base=openai.base_url,
+        nats_extra=server.nats_yaml(),
+    )
     client = await RobotClient().connect(server.url, **server.client_options)
     try:
         async with started_bots(cfg) as start:
