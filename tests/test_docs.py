@@ -53,7 +53,8 @@ REFERENCE_PAGES = ("rules.md", "config.md", "operator.md", "metrics.md", "cookbo
                    "diagnostics.md")
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 CODE_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-DIAGNOSTIC_CALLS = {"error", "warning", "TemplateProblem"}
+# TemplateProblem and ExpandProblem (envexpand) carry a code that error(p.code) reports
+DIAGNOSTIC_CALLS = {"error", "warning", "TemplateProblem", "ExpandProblem"}
 
 
 # --- reading the docs ------------------------------------------------------------

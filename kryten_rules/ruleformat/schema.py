@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from kryten_rules.diagnostics import Diagnostic, Severity, Span, error
+from kryten_rules.diagnostics import Diagnostic, Span, error
 from kryten_rules.ruleformat.yamlload import Node
 from kryten_rules.units import RANKS
 
@@ -239,7 +240,7 @@ def _map_error(err: ValidationError, root: Node, kind: str) -> Iterator[Diagnost
 
 def _unquoted(code: str, message: str, span: Span, hint: str) -> Diagnostic:
     """An error whose source line is not shown: it may hold a secret."""
-    return Diagnostic(Severity.ERROR, code, message, span, hint, quote=False)
+    return replace(error(code, message, span, hint), quote=False)
 
 
 def _article(word: str) -> str:
