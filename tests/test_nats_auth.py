@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -175,3 +176,68 @@ async def test_a_server_certificate_from_an_unknown_ca_is_refused_at_start(
         f"TLS failed: the server's certificate is not trusted for {server.url} "
         "(TLS with a client certificate): "
     )
+
+
+async def test_record_uses_the_config_credentials_and_stops_on_a_refusal(
+    tmp_path: Path,
+) -> None:
+    server = start_auth_server("users", tmp_path / "nats")
+    secret_url = f"nats://bot:{server.secrets[0]}@127.0.0.1:{server.port}"
+    try:
+        cfg = _config(tmp_path, server, "http://127.0.0.1:9/v1")
+        out = tmp_path / "channel.jsonl"
+        proc = await asyncio.create_subprocess_exec(
+            SCRIPT, "record", str(out), "--config", str(cfg),
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **server.env},
+        )
+        try:
+            assert proc.stderr is not None
+            first = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert f"from {server.url}".encode() in first, first
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 15) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        # a password in --nats was printed as given ("recording ... from nats://bot:pw@")
+        proc = await asyncio.create_subprocess_exec(
+            SCRIPT, "record", str(tmp_path / "url.jsonl"), "--nats", secret_url, "--channel", "c",
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert proc.stderr is not None
+            line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert f"from nats://bot:***@127.0.0.1:{server.port}" in line, line
+        bad = subprocess.run(
+            [SCRIPT, "record", str(tmp_path / "bad.jsonl"), "--config", str(cfg)],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, **server.bad_env},
+        )
+        # a password in --nats is masked in what record says
+        masked = subprocess.run(
+            [SCRIPT, "record", str(tmp_path / "m.jsonl"), "--nats", secret_url.replace(
+                server.secrets[0], server.secrets[1]), "--channel", "c"],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        server.stop()
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip() == (
+        f"error: authorization failed for {server.url} (user/password as 'bot'): "
+        "'Authorization Violation'"
+    )
+    assert masked.returncode == 2, masked.stderr
+    assert (
+        f"error: authorization failed for nats://bot:***@127.0.0.1:{server.port} "
+        "(credentials in the URL)"
+    ) in masked.stderr
+    for secret in server.secrets:
+        assert secret not in bad.stderr + masked.stderr

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import nkeys
 import pytest
-
-from kryten_rules.config import NatsConfig, NatsTlsConfig
 from kryten_rules.load import load_config
 from kryten_rules.service.natsauth import (
     NatsAuthError,
@@ -24,6 +22,8 @@ from kryten_rules.service.natsauth import (
     connect_options,
     fatal_connect_error,
 )
+
+from kryten_rules.config import NatsConfig, NatsTlsConfig
 from tests.nats_auth import make_certs
 
 SCRIPT = str(Path(sys.executable).with_name("kryten-rules"))

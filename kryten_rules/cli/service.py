@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -182,6 +182,7 @@ def record(
     """
     import asyncio
 
+    from kryten_rules.natsauth import NatsRefused
     from kryten_rules.tools.record import record as record_events
     from kryten_rules.wire import subscribe_subject
 
@@ -202,6 +203,7 @@ def record(
     except ValueError as exc:
         click.echo(f"error: channel {channel!r}: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    auth = _record_auth(config, url)
     path = Path(out)
     if path.exists() and not append and path.stat().st_size > 0:
         click.echo(
@@ -214,9 +216,30 @@ def record(
         click.echo(f"error: cannot write {out!r}: {exc.strerror or exc}", err=True)
         sys.exit(EXIT_USAGE)
     with fh:
-        count = asyncio.run(
-            record_events(url, channel, fh, notify=lambda text: info(text, err=True))
-        )
+        try:
+            count = asyncio.run(
+                record_events(url, channel, fh, notify=lambda text: info(text, err=True), **auth)
+            )
+        except NatsRefused as exc:  # the server said no: one line, exit 2, as `run`
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
     info(f"recorded {count} event(s) into {out}", err=True)
+
+
+def _record_auth(config: ServiceConfig | None, url: str) -> dict[str, Any]:
+    """``record``'s NATS options: the config's credentials, also for a ``--nats`` URL."""
+    import os
+
+    from kryten_rules.config import NatsConfig
+    from kryten_rules.natsauth import NatsAuthError, auth_mode, connect_options
+
+    if config is None:
+        return {"mode": auth_mode(NatsConfig(url=url))}
+    try:
+        return {"options": connect_options(config.nats, os.environ),
+                "mode": auth_mode(config.nats, url)}
+    except NatsAuthError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
 
 

@@ -17,9 +17,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
+from kryten_rules.natsauth import NatsRefused, fatal_connect_error, refusal_message
+from kryten_rules.redact import mask_credentials
 from kryten_rules.wire import subscribe_subject
 
 
@@ -41,25 +43,43 @@ class Recorder:
     out: IO[str]
     notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)
     count: int = 0
+    # nats-py authentication and TLS (service/natsauth.connect_options), and its name
+    options: dict[str, Any] = field(default_factory=dict)
+    mode: str = "no authentication"
 
     async def run(self, stop: asyncio.Event) -> int:
-        """Record until ``stop`` is set; the number of events written."""
+        """Record until ``stop`` is set; the number of events written.
+
+        Raises :class:`NatsRefused` when the server refuses the credentials
+        (retrying would not help), as the service does at start.
+        """
         import nats
 
         last_warning = [-1e9]
+        safe_url = mask_credentials(self.url)
+        refused: list[str] = []
 
         async def error(exc: Exception) -> None:
+            reason = fatal_connect_error(exc)
+            if reason is not None and not connect.done():
+                if not refused:
+                    refused.append(refusal_message(self.url, reason, self.mode, exc))
+                    stop.set()
+                return
             now = time.monotonic()
             if now - last_warning[0] > 30:
                 last_warning[0] = now
-                self.notify(f"nats: cannot reach {self.url} ({exc}); retrying, Ctrl-C to stop")
+                self.notify(
+                    f"nats: cannot reach {safe_url} ({mask_credentials(str(exc))}); "
+                    "retrying, Ctrl-C to stop"
+                )
 
         async def disconnected() -> None:
             if not stop.is_set():
-                self.notify(f"nats: disconnected from {self.url}; events are lost until it is back")
+                self.notify(f"nats: disconnected from {safe_url}; events are lost until it is back")
 
         async def reconnected() -> None:
-            self.notify(f"nats: reconnected to {self.url}; recording again")
+            self.notify(f"nats: reconnected to {safe_url}; recording again")
 
         # nats-py retries even the first connect for ever: a stop must interrupt it
         connect = asyncio.ensure_future(
@@ -72,6 +92,7 @@ class Recorder:
                 error_cb=error,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
+                **self.options,
             )
         )
         stopped = asyncio.ensure_future(stop.wait())
@@ -79,6 +100,8 @@ class Recorder:
         if not connect.done():
             connect.cancel()
             await asyncio.gather(connect, return_exceptions=True)
+            if refused:
+                raise NatsRefused(refused[0])
             return self.count
         stopped.cancel()
         nc = connect.result()
@@ -92,7 +115,7 @@ class Recorder:
             subject = subscribe_subject(self.channel)
             sub: Any = await nc.subscribe(subject, cb=on_message)
             await nc.flush()
-            self.notify(f"recording {subject} from {self.url}; Ctrl-C (or SIGTERM) stops")
+            self.notify(f"recording {subject} from {safe_url}; Ctrl-C (or SIGTERM) stops")
             await stop.wait()
             # what the server already sent us is written before we go
             with contextlib.suppress(Exception):
@@ -109,13 +132,15 @@ async def record(
     out: IO[str],
     *,
     notify: Callable[[str], None] | None = None,
+    options: dict[str, Any] | None = None,
+    mode: str = "no authentication",
 ) -> int:
     """Record until SIGINT or SIGTERM; the number of events written."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    recorder = Recorder(url, channel, out)
+    recorder = Recorder(url, channel, out, options=options or {}, mode=mode)
     if notify is not None:
         recorder.notify = notify
     try:
