@@ -70,7 +70,7 @@ class NatsTlsConfig:
 class NatsConfig:
     """Where NATS is and how to authenticate: secrets only by environment variable name.
 
-    ``service/natsauth.py`` turns this into nats-py's connect options at start.
+    ``kryten_rules/natsauth.py`` turns this into nats-py's connect options at start.
     """
 
     url: str = "nats://127.0.0.1:4222"

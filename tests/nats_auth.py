@@ -34,7 +34,7 @@ from typing import Any
 
 import nkeys
 
-from kryten_rules.service.embedded import _wait_listening, find_nats_server, free_port
+from kryten_rules.service.embedded import find_nats_server, free_port, wait_listening
 
 MODES = ("users", "token", "nkey", "creds", "tls")
 PASSWORD_ENV = "TEST_NATS_PASSWORD"
@@ -214,5 +214,5 @@ def start_auth_server(mode: str, folder: Path) -> AuthServer:
     log = (folder / "nats-server.log").open("wb")
     proc = subprocess.Popen([binary, "-c", str(conf_path)], stdout=log, stderr=log)
     log.close()
-    _wait_listening("127.0.0.1", port, proc, 10)
+    wait_listening("127.0.0.1", port, proc, 10)
     return AuthServer(mode=mode, port=port, proc=proc, **kw)

@@ -1,4 +1,4 @@
-"""``${VAR}`` / ``${VAR:-default}`` in config strings (kryten_rules.envexpand)."""
+"""``${VAR}`` / ``${VAR:-default}`` in config strings (kryten_rules.ruleformat.envexpand)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kryten_rules.envexpand import ExpandProblem, expand
-from kryten_rules.load import load_config
 
+from kryten_rules.compile.load import load_config
 from kryten_rules.diagnostics import RuleSetError
+from kryten_rules.ruleformat.envexpand import ExpandProblem, expand
 
 ENV = {"HOST": "nats.internal", "EMPTY": "", "PORT": "4222"}
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)

@@ -1,4 +1,4 @@
-"""The config's ``nats:`` keys as nats-py options (kryten_rules.service.natsauth).
+"""The config's ``nats:`` keys as nats-py options (kryten_rules.natsauth).
 
 What can be wrong before the first byte is sent (an unset variable, a
 missing or malformed file, a bad PEM) is one line naming the key, never the
@@ -15,15 +15,15 @@ from pathlib import Path
 
 import nkeys
 import pytest
-from kryten_rules.load import load_config
-from kryten_rules.service.natsauth import (
+
+from kryten_rules.compile.load import load_config
+from kryten_rules.config import NatsConfig, NatsTlsConfig
+from kryten_rules.natsauth import (
     NatsAuthError,
     auth_mode,
     connect_options,
     fatal_connect_error,
 )
-
-from kryten_rules.config import NatsConfig, NatsTlsConfig
 from tests.nats_auth import make_certs
 
 SCRIPT = str(Path(sys.executable).with_name("kryten-rules"))

@@ -7,7 +7,7 @@ refusal for credentials they did not mean to send. So two modes, half a pair
 (which takes none) are errors at ``validate`` time, where they are cheap.
 
 Whether the variables are set and the files readable is checked at start
-(``service/natsauth.py``): CI validates configs on machines without secrets.
+(``kryten_rules/natsauth.py``): CI validates configs on machines without secrets.
 """
 
 from __future__ import annotations

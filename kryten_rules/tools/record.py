@@ -43,7 +43,7 @@ class Recorder:
     out: IO[str]
     notify: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)
     count: int = 0
-    # nats-py authentication and TLS (service/natsauth.connect_options), and its name
+    # nats-py authentication and TLS (kryten_rules.natsauth.connect_options), and its name
     options: dict[str, Any] = field(default_factory=dict)
     mode: str = "no authentication"
 
