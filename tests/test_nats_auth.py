@@ -10,6 +10,7 @@ for ever; and no secret shows in any log line or error.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -101,12 +102,17 @@ async def test_the_bot_authenticates_and_answers_a_mention(
             await client.chat("alice", "hey CynthiaBot, are you there?")
             cmd = await client.next_command()
             health = await client.request("system.health")
+            shown = await client.request("system.config")
     finally:
         await client.close()
     assert cmd["command"] == "say" and cmd["args"] == {"message": MODEL_TEXT}
     assert f"nats: connected to {server.url}" in caplog.text
+    # system.config shows the nats keys as written: names and paths, never a value
+    nats_keys = json.dumps(shown).split('"nats"', 1)[1]
+    for key, value in server.config.items():
+        assert f'"{key}"' in nats_keys and (key == "tls" or json.dumps(value) in nats_keys)
     for secret in server.secrets:
-        assert secret not in caplog.text and secret not in str(health)
+        assert secret not in caplog.text + json.dumps(health) + json.dumps(shown)
 
 
 def _run(cfg: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
