@@ -83,6 +83,13 @@ class Code(StrEnum):
     SHADOWED = "shadowed"
     UNKNOWN_MODEL = "unknown-model"
     UNKNOWN_RULE = "unknown-rule"
+    # --- The service config's nats: keys and ${VAR} (envexpand, natscheck)
+    BAD_ENV_NAME = "bad-env-name"
+    ENV_IN_ENV_KEY = "env-in-env-key"
+    ENV_SYNTAX = "env-syntax"
+    ENV_UNSET = "env-unset"
+    NATS_AUTH_CONFLICT = "nats-auth-conflict"
+    NATS_AUTH_INCOMPLETE = "nats-auth-incomplete"
     # --- Templates
     TEMPLATE_BUDGET = "template-budget"
     TEMPLATE_INCLUDE = "template-include"

@@ -15,7 +15,8 @@ raising, and the service turns failures into outcomes, logs and metrics.
     |   |-- SourceTooLarge        ruleformat/sources  a file past the size limit (also OSError)
     |   |-- DurationRangeError    units.py            a duration no float holds (also ValueError)
     |   |-- PatternSetError       ruleformat/patterns RE2 could not build the set (also ValueError)
-    |   `-- TemplateProblem       ruleformat/templates a template that cannot be used; .code
+    |   |-- TemplateProblem       ruleformat/templates a template that cannot be used; .code
+    |   `-- ExpandProblem         ruleformat/envexpand a ${VAR} that cannot be expanded; .code
     |-- events and state
     |   |-- MalformedEvent        wire/decode         not the Kryten-Robot protocol (ValueError)
     |   `-- StateFull             engine/state        no room for a new key (also RuntimeError)
@@ -23,6 +24,9 @@ raising, and the service turns failures into outcomes, logs and metrics.
     |   |-- RenderWorkerError     dispatch/renderpool a render worker failed (also RuntimeError)
     |   |-- CompletionError       dispatch/llm        one model call failed; .outcome says how
     |   `-- NoUsableModel         service/responder   no usable model in a chain (ValueError)
+    |-- connecting to NATS
+    |   |-- NatsAuthError         natsauth            the nats: keys cannot be used (ValueError)
+    |   `-- NatsRefused           natsauth            the server refused them (RuntimeError)
     |-- the command line
     |   `-- NoConfigFound         cli/configpath      no --config, no default config (LookupError)
     `-- the service

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kryten_rules.config import NatsConfig, NatsTlsConfig
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.redact import mask_credentials
 
 # nkey seeds start with "S" and a type letter: "SU" for a user
@@ -35,11 +36,11 @@ _AUTH_REFUSALS = (
 )
 
 
-class NatsAuthError(ValueError):
+class NatsAuthError(KrytenRulesError, ValueError):
     """The ``nats:`` section cannot be used: the message says what to fix."""
 
 
-class NatsRefused(RuntimeError):
+class NatsRefused(KrytenRulesError, RuntimeError):
     """The server refused the service's credentials or TLS: retrying cannot help."""
 
 

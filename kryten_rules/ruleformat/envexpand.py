@@ -26,13 +26,14 @@ import re
 from collections.abc import Iterator, Mapping
 
 from kryten_rules.diagnostics import Diagnostic, error
+from kryten_rules.errors import KrytenRulesError
 from kryten_rules.ruleformat.yamlload import Node
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_KEY_SUFFIX = "_env"
 
 
-class ExpandProblem(ValueError):
+class ExpandProblem(KrytenRulesError, ValueError):
     """Why a string cannot be expanded: a diagnostic ``code``, and ``offset`` in the string.
 
     Diagnostics point at the value's start: a quoted or folded scalar's source
