@@ -26,6 +26,7 @@ from tests.nats_auth import MODES, PASSWORD_ENV, AuthServer, start_auth_server
 from tests.nats_fixtures import (
     KEY_ENV,
     KEY_VALUE,
+    MODEL_TEXT,
     RobotClient,
     make_bot,
     started_bots,
@@ -34,7 +35,6 @@ from tests.nats_fixtures import (
 from tests.openai_server import OpenAIServer
 
 SCRIPT = str(Path(sys.executable).with_name("kryten-rules"))
-MODEL_TEXT = "Hello through authenticated NATS"
 MODE_WORDS = {
     "users": "user/password as 'bot'",
     "token": "token",
@@ -54,15 +54,6 @@ REFUSALS = {
 @pytest.fixture(params=MODES)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuthServer]:
     srv = start_auth_server(request.param, tmp_path / "nats")
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def openai() -> Iterator[OpenAIServer]:
-    srv = OpenAIServer({"test-model": f"ok:{MODEL_TEXT}"}).start()
     try:
         yield srv
     finally:
