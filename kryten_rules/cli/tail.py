@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -42,6 +43,7 @@ def tail_cmd(
     """
     import asyncio
 
+    from kryten_rules.natsauth import NatsRefused
     from kryten_rules.service.tail import TailError, TailFilter, tail
 
     config = config_or_exit(config_path)
@@ -56,11 +58,25 @@ def tail_cmd(
         )
         sys.exit(EXIT_USAGE)
     wanted = TailFilter(channel=channel, rule=rule, decisions=decisions)
+    options: dict[str, Any] = {}
+    mode = "no authentication"
+    if config is not None:  # log in as the service does
+        import os
+
+        from kryten_rules.natsauth import NatsAuthError, auth_mode, connect_options
+
+        try:
+            options = connect_options(config.nats, os.environ)
+        except NatsAuthError as exc:
+            click.echo(f"error: {masked(exc)}", err=True)
+            sys.exit(EXIT_USAGE)
+        mode = auth_mode(config.nats, url)
     try:
         asyncio.run(
-            tail(url, wanted, json_lines=fmt == "json", notify=lambda t: info(t, err=True))
+            tail(url, wanted, json_lines=fmt == "json", notify=lambda t: info(t, err=True),
+                 options=options, mode=mode)
         )
-    except TailError as exc:
+    except (TailError, NatsRefused) as exc:
         click.echo(f"error: {masked(exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:  # before the signal handlers were in place

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,6 +104,8 @@ async def tail(
     notify: Callable[[str], None] = lambda text: None,
     stop: asyncio.Event | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
+    options: Mapping[str, Any] | None = None,
+    mode: str = "no authentication",
 ) -> int:
     """Print events until ``stop`` is set (or SIGINT/SIGTERM); the number printed.
 
@@ -124,7 +126,12 @@ async def tail(
     try:
         try:
             bus = await connect_nats(
-                url, name="kryten-rules-tail", stop=give_up, on_state=lambda up: None
+                url,
+                name="kryten-rules-tail",
+                stop=give_up,
+                on_state=lambda up: None,
+                options=options,  # the config's credentials and TLS, as the service logs in
+                mode=mode,
             )
         except ConnectStopped:
             if stop.is_set():

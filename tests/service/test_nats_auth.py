@@ -241,3 +241,50 @@ async def test_record_uses_the_config_credentials_and_stops_on_a_refusal(
     ) in masked.stderr
     for secret in server.secrets:
         assert secret not in bad.stderr + masked.stderr
+
+
+async def test_tail_logs_in_with_the_config_and_a_refusal_is_exit_2(tmp_path: Path) -> None:
+    """tail reads the bot's events on the operator's NATS: with the service's login."""
+    from kryten_rules.service.events_out import reply_event
+
+    server = start_auth_server("users", tmp_path / "nats")
+    try:
+        cfg = _config(tmp_path, server, "http://127.0.0.1:9/v1")
+        proc = await asyncio.create_subprocess_exec(
+            SCRIPT, "tail", "--config", str(cfg), "--format", "json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **server.env},
+        )
+        client = await RobotClient().connect(server.url, **server.client_options)
+        try:
+            assert proc.stdout is not None
+            event = reply_event(
+                {"channel": "c", "user": "alice", "rule": "mention", "parts": ["hi"],
+                 "parts_sent": 1, "outcome": "sent"}, "cytu.be", "cid-1",
+            )
+            line = b""
+            for _ in range(600):  # until tail is subscribed and prints it (at most ~60 s)
+                await client.nc.publish("kryten.events.rules.reply", json.dumps(event).encode())
+                try:
+                    line = await asyncio.wait_for(proc.stdout.readline(), 0.1)
+                    break
+                except TimeoutError:
+                    continue
+            assert json.loads(line)["user"] == "alice"
+            proc.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(proc.wait(), 15) == 0
+        finally:
+            await client.close()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        bad = subprocess.run(
+            [SCRIPT, "tail", "--config", str(cfg)], capture_output=True, text=True, timeout=120,
+            env={**os.environ, **server.bad_env},
+        )
+    finally:
+        server.stop()
+    assert bad.returncode == 2, bad.stderr
+    assert "Traceback" not in bad.stderr
+    for secret in server.secrets:
+        assert secret not in bad.stderr
