@@ -68,8 +68,8 @@ async def bench(base_url: str, model_name: str, n: int, rounds: int) -> dict[str
     import openai
 
     from kryten_rules.config import ChainConfig, ModelConfig
-    from kryten_rules.llm import ChainRunner, LiteLLMCompletion, load_litellm
-    from kryten_rules.llm.litellm_client import warm_up
+    from kryten_rules.dispatch.llm import ChainRunner, LiteLLMCompletion, load_litellm
+    from kryten_rules.dispatch.llm.litellm_client import warm_up
 
     litellm = load_litellm()
     model = ModelConfig(

@@ -12,6 +12,7 @@ from kryten_rules.dispatch.llm.chain import (
     ChainResult,
     ChainRunner,
 )
+from kryten_rules.dispatch.llm.errors import classify_exception, parse_retry_after
 from kryten_rules.dispatch.llm.litellm_client import (
     FAILURE_OUTCOMES,
     Completion,
@@ -19,9 +20,7 @@ from kryten_rules.dispatch.llm.litellm_client import (
     CompletionResult,
     LiteLLMCompletion,
     check_api_keys,
-    classify_exception,
     load_litellm,
-    parse_retry_after,
 )
 
 __all__ = [

@@ -34,29 +34,10 @@ from kryten_rules.config import ModelConfig
 from kryten_rules.dispatch.llm.errors import (
     classify_exception,
     describe_exception,
-    parse_retry_after,
     retry_after_of,
 )
 from kryten_rules.dispatch.llm.outcomes import FAILURES, LLMOutcome
 from kryten_rules.errors import KrytenRulesError
-
-__all__ = [
-    "FAILURE_OUTCOMES",
-    "Completion",
-    "CompletionError",
-    "CompletionResult",
-    "LiteLLMCompletion",
-    "check_api_keys",
-    "classify_exception",
-    "completion_error_from",
-    "configured_cost",
-    "litellm_loaded",
-    "load_litellm",
-    "parse_retry_after",
-    "result_from_response",
-    "retry_after_of",
-    "warm_up",
-]
 
 log = logging.getLogger(__name__)
 

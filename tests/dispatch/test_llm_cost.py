@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from kryten_rules.config import ChainConfig, ModelConfig
-from kryten_rules.llm import ChainRunner, LiteLLMCompletion, load_litellm
+from kryten_rules.dispatch.llm import ChainRunner, LiteLLMCompletion, load_litellm
 from tests.openai_server import OpenAIServer
 
 KEY_ENV = "KRYTEN_TEST_COST_KEY"
