@@ -26,9 +26,29 @@ class ConfigChoice:
     path: str
     given: bool  # --config named it; False: found at a default path
 
-    def describe(self) -> str:
+    def label(self) -> str:
+        """The path and how it was chosen, e.g. ``kryten-rules.yaml (the default path; ...)``."""
         how = "--config" if self.given else "the default path; --config overrides it"
-        return f"using the service config {self.path} ({how})"
+        return f"{self.path} ({how})"
+
+    def describe(self) -> str:
+        return f"using the service config {self.label()}"
+
+
+def find_config(
+    given: str | None, candidates: tuple[Path, ...] = DEFAULT_CONFIG_PATHS
+) -> ConfigChoice | None:
+    """:func:`choose_config` for commands that work without a config (``explain``):
+    None instead of an error when there is none."""
+    try:
+        return choose_config(given, candidates)
+    except NoConfigFound:
+        return None
+
+
+def no_config_label(candidates: tuple[Path, ...] = DEFAULT_CONFIG_PATHS) -> str:
+    """What a command without a config says instead of a path."""
+    return f"none (no --config, and no {' or '.join(str(p) for p in candidates)})"
 
 
 def choose_config(

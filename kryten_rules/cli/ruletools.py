@@ -60,6 +60,13 @@ def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
     sys.exit(EXIT_OK if suite.passed else EXIT_FAILED)
 
 
+def _draw(value: float | None) -> float | None:
+    """``--draw``: 0 <= X < 1, as ``random()`` draws (click's FloatRange lets NaN through)."""
+    if value is not None and not 0 <= value < 1:  # NaN fails both comparisons
+        raise click.BadParameter(f"{value} is not a draw: give a number with 0 <= X < 1")
+    return value
+
+
 @main.command()
 @click.argument("text")
 @click.argument("rules", nargs=-1, type=click.Path(exists=True))
@@ -89,7 +96,18 @@ def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
-    help="Service config (bot name, chains, rules).",
+    help="Service config (bot name, chains, rules); default: ./kryten-rules.yaml, "
+    "else /etc/kryten/kryten-rules/config.yaml, when there.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the probability draws."
+)
+@click.option(
+    "--draw",
+    type=float,
+    default=None,
+    callback=lambda ctx, param, value: _draw(value),
+    help="Pin the probability draw (0 <= X < 1): a rule with probability P fires when X < P.",
 )
 def explain(
     text: str,
@@ -102,16 +120,20 @@ def explain(
     fmt: str,
     config_path: str | None,
     chat_lines: int,
+    seed: int,
+    draw: float | None,
 ) -> None:
     """Show why the bot would or would not answer TEXT, rule by rule.
 
     With ``--on timer``, TEXT names a timer rule ('' for all): why it would or
     would not speak if its turn came now, with ``--chat-lines`` recent lines.
     """
+    from kryten_rules.cli.configpath import find_config, no_config_label
     from kryten_rules.tools.explain import check_timer_name, explain_event, format_explanation
     from kryten_rules.units import parse_duration, parse_rank
 
-    config = config_or_exit(config_path)
+    choice = find_config(config_path)
+    config = config_or_exit(choice.path if choice else None)
     try:
         rank_value = parse_rank(rank)
         duration = parse_duration(media_duration)
@@ -133,11 +155,15 @@ def explain(
         media_duration=duration,
         channel=config.cytube.channel if config else "",
         chat_times=[1.0] * chat_lines,
+        seed=seed,
+        draw=draw,
     )
+    result["config"] = choice.path if choice else None
     if fmt == "json":
         click.echo(json.dumps(result, indent=2, default=str))
-    else:
-        click.echo(format_explanation(result))
+        return
+    result["config"] = choice.label() if choice else no_config_label()
+    click.echo(format_explanation(result))
 
 
 @main.command()

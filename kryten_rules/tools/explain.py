@@ -35,8 +35,29 @@ def _decide(
     engine: Engine | None = None,
     chat_times: Iterable[float] = (),
     now: float = 1.0,
+    seed: int = 0,
+    draw: float | None = None,
 ) -> Decision:
-    eng = engine or Engine(ruleset, clock=VirtualClock(now), seed=0, channel=channel)
+    eng = engine or Engine(ruleset, clock=VirtualClock(now), seed=seed, channel=channel)
+    # v1.1: a pinned draw, so a rule under its probability can be seen to fire
+    eng.pinned_draw = draw
+    try:
+        return _evaluate(eng, text, user, rank, kind, media_title, media_duration, chat_times, now)
+    finally:
+        eng.pinned_draw = None
+
+
+def _evaluate(
+    eng: Engine,
+    text: str,
+    user: str,
+    rank: int,
+    kind: str,
+    media_title: str | None,
+    media_duration: float,
+    chat_times: Iterable[float],
+    now: float,
+) -> Decision:
     media = Media(media_title, media_duration) if media_title else None
     if media is not None:
         eng.set_media(media)
@@ -63,12 +84,23 @@ def check_timer_name(ruleset: RuleSet, name: str) -> None:
         raise ValueError(f"{name!r} is not a timer rule (timer rules: {known})")
 
 
-def _explanation(decision: Decision, rendered: Rendered | None) -> dict[str, Any]:
+def _explanation(
+    decision: Decision,
+    rendered: Rendered | None,
+    ruleset: RuleSet,
+    seed: int = 0,
+    draw: float | None = None,
+) -> dict[str, Any]:
     rule = decision.rule
+    by_id = ruleset.by_id
     return {
         "fired": decision.fired,
         "would_fire": decision.would_fire_ids,
         "trace": [t.as_dict() for t in decision.trace],
+        # live or shadow, for each rule in the trace: a shadow rule's would_fire stops nothing
+        "modes": {t.rule: by_id[t.rule].mode for t in decision.trace if t.rule in by_id},
+        "seed": seed,
+        "draw": draw,
         "prompt": rendered.prompt_text if rendered else None,
         "reply": rendered.reply if rendered else None,
         "error": rendered.error if rendered else None,
@@ -91,6 +123,8 @@ def explain_event(
     engine: Engine | None = None,
     chat_times: Iterable[float] = (),
     now: float = 1.0,
+    seed: int = 0,
+    draw: float | None = None,
 ) -> dict[str, Any]:
     """The JSON that ``explain`` prints and ``rules.explain`` answers.
 
@@ -100,6 +134,9 @@ def explain_event(
     That engine is only fresh state around the rule set: its plans and
     candidate tables are the rule set's own, built once by compile.
     The templates render in this process: for the command line.
+
+    ``seed`` seeds the engine's draws; ``draw`` (0 <= draw < 1) pins this
+    event's probability draw instead, as ``draw:`` does in a rule test.
     """
     decision = _decide(
         ruleset,
@@ -113,8 +150,11 @@ def explain_event(
         engine=engine,
         chat_times=chat_times,
         now=now,
+        seed=seed,
+        draw=draw,
     )
-    return _explanation(decision, render(decision, ruleset) if decision.fired else None)
+    rendered = render(decision, ruleset) if decision.fired else None
+    return _explanation(decision, rendered, ruleset, seed, draw)
 
 
 async def explain_event_isolated(
@@ -125,11 +165,16 @@ async def explain_event_isolated(
     rule cannot stall the event loop."""
     decision = _decide(ruleset, text, **event)
     rendered = await render_isolated(decision, ruleset, pool) if decision.fired else None
-    return _explanation(decision, rendered)
+    return _explanation(decision, rendered, ruleset, event.get("seed", 0), event.get("draw"))
 
 
 def format_explanation(result: dict[str, Any]) -> str:
     lines = []
+    if "config" in result:  # the command line says which service config it read
+        lines.append(f"config: {result['config'] or 'none'}")
+    draw = result.get("draw")
+    pinned = f"{draw} (pinned)" if draw is not None else "from the seed"
+    lines.append(f"seed: {result.get('seed', 0)}, draw: {pinned}")
     if result.get("ignored"):
         lines.append(f"ignored before any rule: {result['ignored']}")
     for t in result["trace"]:
@@ -137,7 +182,10 @@ def format_explanation(result: dict[str, Any]) -> str:
             t["outcome"], "  "
         )
         detail = f" ({t['detail']})" if t.get("detail") else ""
-        lines.append(f"{mark} {t['rule']:<24} {t['outcome']:<8} {t['reason'] or ''}{detail}")
+        mode = result.get("modes", {}).get(t["rule"], "live")
+        lines.append(
+            f"{mark} {t['rule']:<24} {mode:<6} {t['outcome']:<8} {t['reason'] or ''}{detail}"
+        )
     if not result["trace"] and not result.get("ignored"):
         lines.append("no rule answers this kind of event")
     lines.append("")
