@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # the CLI imports these lazily, inside the commands
     from kryten_rules.config import ServiceConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# diagnostics of rules that are not there at all: a usage error, where mistakes in them are 1
+USAGE_CODES = frozenset({"missing-path", "no-rules"})
 COLOR_MODES = ("auto", "always", "never")
 
 
@@ -254,7 +256,7 @@ def ruleset_or_exit(
         echo_diagnostics(exc.diagnostics, err=True)
         # Rules that are not there at all is a usage error; rules with mistakes is not.
         errors = {d.code for d in exc.diagnostics if d.is_error}
-        sys.exit(EXIT_USAGE if errors <= {"missing-path", "no-rules"} else EXIT_FAILED)
+        sys.exit(EXIT_USAGE if errors <= USAGE_CODES else EXIT_FAILED)
 
 
 def default_rules(config: ServiceConfig | None) -> list[str]:

@@ -14,6 +14,7 @@ from kryten_rules.cli.app import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    USAGE_CODES,
     config_or_exit,
     default_rules,
     echo_diagnostics,
@@ -24,7 +25,18 @@ from kryten_rules.cli.app import (
 from kryten_rules.events import EventKind
 
 if TYPE_CHECKING:
-    pass
+    from kryten_rules.tools import ruletests
+
+
+def _input_exit(suite: ruletests.Suite) -> int:
+    """Mistakes in the rules under test exit 1, as ``validate`` does; a broken test
+    file, a missing path or a service config with errors is exit 2 (usage)."""
+    usage = [
+        d
+        for d in suite.diagnostics
+        if d.is_error and (d not in suite.rule_diagnostics or d.code in USAGE_CODES)
+    ]
+    return EXIT_USAGE if usage else EXIT_FAILED
 
 
 @main.command("test")
@@ -46,8 +58,8 @@ def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
         click.echo(ruletests.format_json(suite))
     elif suite.diagnostics:
         echo_diagnostics(suite.diagnostics, err=True)
-    if suite.diagnostics and any(d.is_error for d in suite.diagnostics):
-        sys.exit(EXIT_USAGE)
+    if any(d.is_error for d in suite.diagnostics):
+        sys.exit(_input_exit(suite))
     if fmt == "text":
         report = ruletests.format_text(suite)
         if quiet():  # the failures only, not the count

@@ -197,6 +197,9 @@ def run_case(
 class Suite:
     cases: list[CaseResult] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # the diagnostics of the rule sets under test (also in ``diagnostics``): mistakes
+    # in the rules, exit 1 as in ``validate``, where a broken test file is exit 2
+    rule_diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -222,11 +225,16 @@ def _run_file(path: Path, root: Node, keyword: str | None, suite: Suite) -> list
     try:
         if doc.get("config"):
             config = load_config(base / doc["config"])
-        rules = doc["rules"] if isinstance(doc["rules"], list) else [doc["rules"]]
-        bot = doc.get("bot") or (config.bot_name if config else DEFAULT_BOT)
+    except RuleSetError as exc:
+        suite.diagnostics.extend(exc.diagnostics)
+        return []
+    rules = doc["rules"] if isinstance(doc["rules"], list) else [doc["rules"]]
+    bot = doc.get("bot") or (config.bot_name if config else DEFAULT_BOT)
+    try:
         ruleset = load_ruleset([base / r for r in rules], config, bot_name=bot)
     except RuleSetError as exc:
         suite.diagnostics.extend(exc.diagnostics)
+        suite.rule_diagnostics.extend(exc.diagnostics)
         return []
     channel = config.cytube.channel if config else ""
     ignore = config.ignore_users if config else ()

@@ -245,11 +245,25 @@ def test_malformed_test_file_exits_2(project: Path, text: str) -> None:
     assert "broken.test.yaml" in r.output
 
 
-def test_broken_rule_set_under_test_exits_2(project: Path) -> None:
+def test_broken_rule_set_under_test_exits_1_like_validate(project: Path) -> None:
+    """Mistakes in the rules are the input's errors (1), as `validate` says; it was 2."""
+    write(project / "rules" / "chat.yaml", "kryten_rules: 1\nrules:\n  - {id: Bad, reply: x}\n")
+    path = write(project / "tests" / "ok.test.yaml", PASSING)
+    assert run("validate", project / "rules").exit_code == 1
+    r = run("test", path)
+    assert r.exit_code == 1, r.output
+    assert "chat.yaml:3" in r.output  # the rule file's diagnostic is printed
+    r = run("test", path, "--format", "json")
+    assert r.exit_code == 1
+    assert json.loads(r.stdout)["diagnostics"][0]["code"]
+
+
+def test_broken_test_file_and_missing_rules_still_exit_2(project: Path) -> None:
     write(project / "rules" / "chat.yaml", "kryten_rules: 1\nrules:\n  - {id: Bad, reply: x}\n")
     path = write(project / "tests" / "ok.test.yaml", PASSING.replace("fires: greet", "silent: 1"))
-    r = run("test", path)
-    assert r.exit_code == 2, r.output
+    assert run("test", path).exit_code == 2  # the test file is wrong too (silent: 1)
+    path = write(project / "tests" / "ok.test.yaml", PASSING.replace("../rules", "../nowhere"))
+    assert run("test", path).exit_code == 2
 
 
 def test_missing_path_exits_2(tmp_path: Path) -> None:
