@@ -42,21 +42,52 @@ def _input_exit(suite: ruletests.Suite) -> int:
 @main.command("test")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit"]),
+    default="text",
+    show_default=True,
+    help="junit: JUnit XML on stdout, for CI test reports.",
 )
 @click.option("-k", "keyword", help="Only cases whose name contains this text.")
-def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
+@click.option(
+    "--coverage",
+    "show_coverage",
+    is_flag=True,
+    help="List the rules no case fired, blocked or saw would-fire (docs/rules.md).",
+)
+@click.option(
+    "--min-coverage",
+    type=float,
+    default=None,
+    metavar="PERCENT",
+    callback=lambda ctx, param, value: _percent(value),
+    help="Exit 1 when fewer than PERCENT (0-100) of the rules are covered; implies --coverage.",
+)
+def test_cmd(
+    paths: tuple[str, ...],
+    fmt: str,
+    keyword: str | None,
+    show_coverage: bool,
+    min_coverage: float | None,
+) -> None:
     """Run rule-test files (transcripts in virtual time; no model is called)."""
+    from kryten_rules.tools import coverage as cov_mod
     from kryten_rules.tools import ruletests
+    from kryten_rules.tools.junit import format_junit
 
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         click.echo(f"error: no such file or directory: {', '.join(missing)}", err=True)
         sys.exit(EXIT_USAGE)
     suite = ruletests.run_files(paths, keyword=keyword)
+    cov = cov_mod.coverage(suite) if show_coverage or min_coverage is not None else None
     if fmt == "json":
-        click.echo(ruletests.format_json(suite))
-    elif suite.diagnostics:
+        extra = {"coverage": cov.as_dict()} if cov is not None else {}
+        click.echo(ruletests.format_json(suite, **extra))
+    elif fmt == "junit":
+        click.echo(format_junit(suite))
+    if suite.diagnostics and fmt != "json":
         echo_diagnostics(suite.diagnostics, err=True)
     if any(d.is_error for d in suite.diagnostics):
         sys.exit(_input_exit(suite))
@@ -66,10 +97,21 @@ def test_cmd(paths: tuple[str, ...], fmt: str, keyword: str | None) -> None:
             report = report.rpartition("\n")[0] if "\n" in report else ""
         if report:
             click.echo(report)
+    if cov is not None and fmt != "json":  # asked for: printed even with -q
+        click.echo(cov_mod.format_text(cov), err=fmt == "junit")
     if not suite.cases:
         click.echo("error: no test cases found", err=True)
         sys.exit(EXIT_USAGE)
+    if cov is not None and min_coverage is not None and cov.below(min_coverage):
+        click.echo(cov_mod.below_message(cov, min_coverage), err=True)
+        sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK if suite.passed else EXIT_FAILED)
+
+
+def _percent(value: float | None) -> float | None:
+    if value is not None and not 0 <= value <= 100:  # NaN fails both comparisons
+        raise click.BadParameter(f"{value} is not a percentage: give 0 to 100")
+    return value
 
 
 def _draw(value: float | None) -> float | None:

@@ -94,12 +94,18 @@ class Decision:
 
         A vetoed rule counts as matched: its words were there, a veto stopped it.
         """
+        entry = self.blocked_by
+        return entry.reason if entry is not None else None
+
+    @property
+    def blocked_by(self) -> TraceEntry | None:
+        """The trace entry of that rule (``test --coverage`` counts the rule as tried)."""
         if self.fired is not None:
             return None
         shadow = self._shadow_ids
         for t in self.trace:
             if t.reason is not None and t.reason not in _NOT_MATCHED and t.rule not in shadow:
-                return t.reason  # a shadow rule's gates are its own: they stop nothing
+                return t  # a shadow rule's gates are its own: they stop nothing
         return None
 
     def as_dict(self) -> dict[str, Any]:

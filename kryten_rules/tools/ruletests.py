@@ -9,6 +9,7 @@ model is ever called.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,8 @@ class CaseResult:
     file: str
     name: str
     events: list[EventResult] = field(default_factory=list)
+    ruleset: RuleSet | None = field(default=None, repr=False, compare=False)  # for coverage
+    seconds: float = 0.0  # wall time of the case (JUnit's time)
 
     @property
     def passed(self) -> bool:
@@ -156,11 +159,12 @@ def run_case(
     channel: str = "",
     ignore: Iterable[str] = (),
 ) -> CaseResult:
+    started = time.perf_counter()
     clock = VirtualClock()
     engine = Engine(
         ruleset, clock=clock, seed=seed, bot_name=bot, channel=channel, ignore_users=ignore
     )
-    result = CaseResult(file, case["name"])
+    result = CaseResult(file, case["name"], ruleset=ruleset)
     for i, doc in enumerate(case["events"]):
         at = parse_duration(doc.get("at", clock.now()))
         clock.set(at)
@@ -190,6 +194,7 @@ def run_case(
                 failures,
             )
         )
+    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -200,6 +205,8 @@ class Suite:
     # the diagnostics of the rule sets under test (also in ``diagnostics``): mistakes
     # in the rules, exit 1 as in ``validate``, where a broken test file is exit 2
     rule_diagnostics: list[Diagnostic] = field(default_factory=list)
+    # every rule set a test file loaded, even when -k ran none of its cases (coverage)
+    rulesets: list[RuleSet] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -236,6 +243,7 @@ def _run_file(path: Path, root: Node, keyword: str | None, suite: Suite) -> list
         suite.diagnostics.extend(exc.diagnostics)
         suite.rule_diagnostics.extend(exc.diagnostics)
         return []
+    suite.rulesets.append(ruleset)
     channel = config.cytube.channel if config else ""
     ignore = config.ignore_users if config else ()
     out = []
@@ -286,7 +294,8 @@ def format_text(suite: Suite) -> str:
     return "\n".join(lines)
 
 
-def format_json(suite: Suite) -> str:
+def format_json(suite: Suite, **extra: Any) -> str:
+    """The JSON report; ``extra`` keys (``coverage``) are added at the top level."""
     return json.dumps(
         {
             "passed": suite.passed,
@@ -300,6 +309,7 @@ def format_json(suite: Suite) -> str:
                 for c in suite.cases
             ],
             "diagnostics": [d.as_dict() for d in suite.diagnostics],
+            **extra,
         },
         indent=2,
         default=str,
