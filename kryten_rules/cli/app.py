@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO, overload
 
 import click
 
+from kryten_rules.codes import Code
 from kryten_rules.diagnostics import (
     Diagnostic,
     RuleSetError,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # the CLI imports these lazily, inside the commands
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # diagnostics of rules that are not there at all: a usage error, where mistakes in them are 1
-USAGE_CODES = frozenset({"missing-path", "no-rules"})
+USAGE_CODES = frozenset({Code.MISSING_PATH, Code.NO_RULES})
 COLOR_MODES = ("auto", "always", "never")
 
 
