@@ -1,6 +1,8 @@
 """``kryten-rules test --format junit``: the results as JUnit XML, for CI systems.
 
-The common JUnit schema (the one GitHub actions, GitLab and Jenkins read):
+The common JUnit schema (the one GitHub actions, GitLab and Jenkins read; the
+attributes are those of Jenkins' XSD, so no ``file`` on a testcase, as pytest's
+``xunit2``: ``classname`` carries the test file's path):
 ``<testsuites>`` holds one ``<testsuite>`` per test file and one
 ``<testcase>`` per case; a failed case has one ``<failure>`` whose
 ``message`` is its first failed expectation and whose text is every failed
@@ -40,7 +42,7 @@ def _classname(file: str) -> str:
     path = PurePath(file)
     name = path.name.split(".")[0]
     parts = [p.replace(".", "_") for p in path.parent.parts if p not in ("/", ".", "..")]
-    return ".".join([*parts, name])
+    return xml_safe(".".join([*parts, name]))
 
 
 def _event_report(ev: EventResult) -> list[str]:
@@ -64,7 +66,6 @@ def _case(parent: ET.Element, case: CaseResult) -> None:
         "testcase",
         name=xml_safe(case.name),
         classname=_classname(case.file),
-        file=xml_safe(case.file),
         time=f"{case.seconds:.6f}",
     )
     failed = [ev for ev in case.events if ev.failures]
@@ -105,9 +106,7 @@ def _errors(parent: ET.Element, file: str, diags: list[Diagnostic]) -> None:
         skipped="0",
         time="0",
     )
-    case = ET.SubElement(
-        el, "testcase", name="load", classname=_classname(file), file=xml_safe(file), time="0"
-    )
+    case = ET.SubElement(el, "testcase", name="load", classname=_classname(file), time="0")
     error = ET.SubElement(
         case,
         "error",
