@@ -113,7 +113,7 @@ def test_config_given_or_none_is_said(
     assert r.exit_code == 0, r.output
     assert r.output.startswith("config: none (no --config, and no kryten-rules.yaml")
     assert explain_json("hello", rules)["config"] is None
-    config = Path(__file__).parent.parent / "kryten-rules.example.yaml"
+    config = Path(__file__).parents[2] / "kryten-rules.example.yaml"
     r = run("explain", "hello", rules, "--config", config)
     assert f"config: {config} (--config)" in r.output
 

@@ -158,7 +158,7 @@ def test_min_coverage(project: Path, minimum: str, code: int) -> None:
 
 def test_min_coverage_of_a_fully_covered_project_passes() -> None:
     """The rule set `init` ships is fully covered, so its CI workflow's gate passes."""
-    repo = Path(__file__).parent.parent
+    repo = Path(__file__).parents[2]
     r = run("test", repo / "tests" / "rules", "--min-coverage", "100")
     assert r.exit_code == 0, r.output
     assert "(100.0%)" in r.stdout
