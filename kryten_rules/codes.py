@@ -74,10 +74,13 @@ class Code(StrEnum):
     TIMER_SENDER_CONDITION = "timer-sender-condition"
     TIMER_USER = "timer-user"
     # --- Across the rule set and the config
+    CHANNELS_AND_CYTUBE = "channels-and-cytube"
+    DUPLICATE_CHANNEL = "duplicate-channel"
     DUPLICATE_ID = "duplicate-id"
     DUPLICATE_LIMITS = "duplicate-limits"
     DUPLICATE_PERSONA = "duplicate-persona"
     DUPLICATE_RANKS = "duplicate-ranks"
+    NO_CHANNEL = "no-channel"
     NO_RULES = "no-rules"
     REGEX_SET_TOO_LARGE = "regex-set-too-large"
     SHADOWED = "shadowed"

@@ -9,7 +9,7 @@ module turns an already-checked plain document into dataclasses.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,29 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """One channel the process serves: where, as whom, and with which rules.
+
+    ``dry_run`` and ``ignore_users`` of ``None`` take the service's; a value
+    here is this channel's own (a new channel tried out in dry run beside
+    live ones)."""
+
+    cytube: CytubeConfig
+    rules: tuple[Path, ...] = ()
+    dry_run: bool | None = None
+    ignore_users: frozenset[str] | None = None
+
+    @property
+    def channel(self) -> str:
+        return self.cytube.channel
+
+    @property
+    def label(self) -> str:
+        """``domain/channel``, as logs and errors name a channel."""
+        return f"{self.cytube.domain}/{self.cytube.channel}"
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     responses: str | None = None
     level: str = "INFO"
@@ -140,10 +163,35 @@ class ServiceConfig:
     # chat stamped by CyTube more than this before it reached us is replayed history
     history_slack: float = DEFAULT_HISTORY_SLACK
     heartbeat: float = DEFAULT_HEARTBEAT
+    # as written under `channels:`; empty: the one channel of `cytube` + `rules`
+    channels: tuple[ChannelConfig, ...] = ()
 
     @property
     def bot_name(self) -> str:
         return self.cytube.username
+
+    @property
+    def channel_configs(self) -> tuple[ChannelConfig, ...]:
+        """Every channel served: ``channels``, or the one of ``cytube`` + ``rules``."""
+        return self.channels or (ChannelConfig(self.cytube, self.rules),)
+
+    def for_channel(self, channel: ChannelConfig) -> ServiceConfig:
+        """This config as a one-channel one: what each channel's parts read.
+
+        The rule manager, responder, robot sender and intake read ``cytube``,
+        ``rules``, ``dry_run`` and ``ignore_users`` of a :class:`ServiceConfig`;
+        given this, they serve ``channel`` and need not know there are others.
+        """
+        return replace(
+            self,
+            cytube=channel.cytube,
+            rules=channel.rules,
+            dry_run=self.dry_run if channel.dry_run is None else channel.dry_run,
+            ignore_users=(
+                self.ignore_users if channel.ignore_users is None else channel.ignore_users
+            ),
+            channels=(),
+        )
 
 
 def _given(
@@ -179,8 +227,6 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
     config file's directory, as operators expect.
     """
     base = path.parent if path is not None else Path.cwd()
-    rules = doc.get("rules", [])
-    rule_paths = [rules] if isinstance(rules, str) else list(rules)
     models = {
         name: ModelConfig(
             name=name,
@@ -225,6 +271,11 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
     )
     if "ignore_users" in doc:
         top["ignore_users"] = frozenset(u.lower() for u in doc["ignore_users"])
+    channels = tuple(_channel(c, base) for c in doc.get("channels") or ())
+    if channels:  # the first is also `cytube` + `rules`, for what names one channel
+        top |= {"channels": channels, "cytube": channels[0].cytube, "rules": channels[0].rules}
+    else:
+        top |= {"cytube": _cytube(doc.get("cytube") or {}), "rules": _paths(doc.get("rules"), base)}
     if metrics.get("port") is not None:
         top["metrics_port"] = int(metrics["port"])
     if metrics.get("host") is not None:
@@ -232,17 +283,6 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
     return ServiceConfig(
         path=path,
         nats=_nats(doc.get("nats") or {}, base),
-        cytube=CytubeConfig(
-            **_given(
-                doc.get("cytube") or {},
-                "domain",
-                "channel",
-                "username",
-                "max_message_length",
-                integers=("max_message_length",),
-            )
-        ),
-        rules=tuple((base / p) for p in rule_paths),
         models=models,
         chains=chains,
         log=LogConfig(**_given(log, "responses", "level")),
@@ -263,3 +303,34 @@ def _nats(doc: Mapping[str, Any], base: Path) -> NatsConfig:
         files = _given(tls, "ca_file", "cert_file", "key_file")
         given["tls"] = NatsTlsConfig(**{k: base / v for k, v in files.items()})
     return NatsConfig(**given)
+
+
+def _cytube(doc: Mapping[str, Any]) -> CytubeConfig:
+    return CytubeConfig(
+        **_given(
+            doc,
+            "domain",
+            "channel",
+            "username",
+            "max_message_length",
+            integers=("max_message_length",),
+        )
+    )
+
+
+def _paths(rules: Any, base: Path) -> tuple[Path, ...]:
+    """``rules:`` (one path or a list) resolved against the config's directory."""
+    if rules is None:
+        return ()
+    return tuple(base / p for p in ([rules] if isinstance(rules, str) else rules))
+
+
+def _channel(doc: Mapping[str, Any], base: Path) -> ChannelConfig:
+    """One entry of ``channels:``: the ``cytube`` keys plus its own rules and options."""
+    ignore = doc.get("ignore_users")
+    return ChannelConfig(
+        cytube=_cytube(doc),
+        rules=_paths(doc.get("rules"), base),
+        dry_run=doc.get("dry_run"),
+        ignore_users=None if ignore is None else frozenset(u.lower() for u in ignore),
+    )

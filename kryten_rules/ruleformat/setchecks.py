@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 
 from kryten_rules.diagnostics import Diagnostic, Span, error
+from kryten_rules.ruleformat.channelchecks import check_channels
 from kryten_rules.ruleformat.checks import check_rule_file
 from kryten_rules.ruleformat.natscheck import check_nats
 from kryten_rules.ruleformat.patterns import (
@@ -176,6 +177,7 @@ def check_config(root: Node) -> Iterator[Diagnostic]:
     one NATS authentication mode."""
     yield from _config_numbers(root)
     yield from check_nats(root)
+    yield from check_channels(root)
     models = root.get("models")
     names = set(models.value) if models is not None and models.is_map else set()
     chains = root.get("chains")
