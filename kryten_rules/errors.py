@@ -32,8 +32,9 @@ raising, and the service turns failures into outcomes, logs and metrics.
     `-- the service
         |-- BadRequest            service/commands    a command request we cannot read (ValueError)
         |-- RestartNoticeError    service/lifecycle   a group restart notice we cannot act on
-        |-- StartupError          service/bot         cannot start; the message says what to fix
-        |-- Stopped               service/bot         stopped before it was up (a clean exit)
+        |-- StartupError          service/startup     cannot start; the message says what to fix
+        |-- Stopped               service/startup     stopped before it was up (a clean exit)
+        |-- UnknownChannel        service/channel     a command named no channel served (ValueError)
         |-- RulesFailed           service/rulemanager the rules did not load (also RuntimeError)
         |-- ConnectStopped        service/bus         stopped before NATS was reachable
         |-- NoResponders          service/bus         nobody listens on a request's subject

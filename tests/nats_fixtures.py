@@ -178,8 +178,14 @@ async def wait_until(
 
 
 def metric(bot: Bot, name: str, labels: dict[str, str] | None = None) -> float:
-    value = bot.metrics.registry.get_sample_value(name, labels or {})
-    return 0.0 if value is None else value
+    """A sample's value, summed over the labels not given (``channel``, most often)."""
+    want = labels or {}
+    total = 0.0
+    for family in bot.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in want.items()):
+                total += sample.value
+    return total
 
 
 def _metric_sum(bot: Bot, name: str) -> float:
@@ -314,9 +320,14 @@ async def settle(bot: Bot, client: RobotClient, events: float, timeout: float = 
         timeout,
         lambda: f"{events} events (got {events_received(bot)})",
     )
-    await wait_until(lambda: bot.replies.pending == 0, timeout, "replies in progress")
-    assert bot.pacer is not None
-    await bot.pacer.drain(timeout)
+    await wait_until(
+        lambda: all(ch.replies.pending == 0 for ch in bot.channels),
+        timeout,
+        "replies in progress",
+    )
+    for ch in bot.channels:
+        assert ch.pacer is not None
+        await ch.pacer.drain(timeout)
     await roundtrip(bot.nc, timeout)
     await roundtrip(client.nc, timeout)
     # every command that arrived has been taken off the subscription's queue, and

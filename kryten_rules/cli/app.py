@@ -225,6 +225,8 @@ def config_rules(paths: list[str]) -> list[str]:
             config = load_config(p)
         except RuleSetError:
             continue  # the config's own errors are reported when it is checked
+        if len(config.channel_configs) > 1:
+            continue  # each channel's rules are a rule set of their own (cli/channels.py)
         extra += [str(r) for r in config.rules if str(r) not in paths + extra]
     return extra
 

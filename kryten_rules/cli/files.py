@@ -23,10 +23,12 @@ from kryten_rules.cli.app import (
     main,
     read_stdin_to_file,
 )
+from kryten_rules.cli.channels import configs_among, per_channel_rules
 from kryten_rules.diagnostics import format_github, format_json
 
 if TYPE_CHECKING:
-    pass
+    from kryten_rules.compile.load import Checked
+    from kryten_rules.config import ServiceConfig
 
 
 @main.command()
@@ -73,10 +75,14 @@ def validate(paths: tuple[str, ...], config_path: str | None, fmt: str, strict: 
     try:
         names = [str(stdin_file) if p == STDIN else p for p in paths]
         checked = check_paths(names + config_rules(names), config=config)
+        per_channel = channel_checks(names, config)
     finally:
         if stdin_file is not None:
             stdin_file.unlink(missing_ok=True)
-    diags = checked.diagnostics
+    # a file given and also a channel's is checked twice: reported once
+    diags = list(
+        dict.fromkeys(checked.diagnostics + [d for c in per_channel for d in c.diagnostics])
+    )
     if stdin_file is not None:
         diags = [
             replace(d, span=replace(d.span, file=STDIN_NAME))
@@ -90,16 +96,33 @@ def validate(paths: tuple[str, ...], config_path: str | None, fmt: str, strict: 
         if diags:
             click.echo(format_github(diags))
     else:
-        n_files = len(checked.rule_files) + len(checked.configs) + len(checked.tests)
+        every = [checked, *per_channel]
+        n_files = sum(len(c.rule_files) + len(c.configs) + len(c.tests) for c in every)
         if diags:
             echo_diagnostics(diags, err=False)
         else:
-            info(
-                f"ok: {n_files} file(s), "
-                f"{sum(len(rf.rules) for rf in checked.rule_files)} rule(s), no problems"
-            )
+            n_rules = sum(len(rf.rules) for c in every for rf in c.rule_files)
+            where = f" in {len(per_channel)} channels" if per_channel else ""
+            info(f"ok: {n_files} file(s), {n_rules} rule(s){where}, no problems")
     errors = any(d.is_error for d in diags)
     sys.exit(EXIT_FAILED if errors or (strict and diags) else EXIT_OK)
+
+
+def channel_checks(names: list[str], config: ServiceConfig | None) -> list[Checked]:
+    """Each channel's rule set of every multi-channel config among ``names`` and
+    ``--config``, checked on its own with that channel's config."""
+    from kryten_rules.compile.load import check_paths
+
+    configs = configs_among(names) + ([config] if config is not None else [])
+    seen: set[str] = set()
+    out = []
+    for cfg in configs:
+        if str(cfg.path) in seen:
+            continue
+        seen.add(str(cfg.path))
+        for _label, rules, one in per_channel_rules(cfg):
+            out.append(check_paths(rules, config=one))
+    return out
 
 
 @main.command()
@@ -149,5 +172,3 @@ def init(directory: str, force: bool) -> None:
         "then set nats.url and cytube.* in kryten-rules.yaml and `kryten-rules run "
         "--config kryten-rules.yaml` beside your Kryten-Robot."
     )
-
-

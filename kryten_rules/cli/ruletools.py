@@ -22,6 +22,7 @@ from kryten_rules.cli.app import (
     quiet,
     ruleset_or_exit,
 )
+from kryten_rules.cli.channels import one_channel
 from kryten_rules.events import EventKind
 
 if TYPE_CHECKING:
@@ -163,6 +164,11 @@ def _draw(value: float | None) -> float | None:
     callback=lambda ctx, param, value: _draw(value),
     help="Pin the probability draw (0 <= X < 1): a rule with probability P fires when X < P.",
 )
+@click.option(
+    "--channel",
+    "channel",
+    help="The config's channel whose rules answer (needed when it has several).",
+)
 def explain(
     text: str,
     rules: tuple[str, ...],
@@ -176,6 +182,7 @@ def explain(
     chat_lines: int,
     seed: int,
     draw: float | None,
+    channel: str | None,
 ) -> None:
     """Show why the bot would or would not answer TEXT, rule by rule.
 
@@ -187,7 +194,7 @@ def explain(
     from kryten_rules.units import parse_duration, parse_rank
 
     choice = find_config(config_path)
-    config = config_or_exit(choice.path if choice else None)
+    config = one_channel(config_or_exit(choice.path if choice else None), channel)
     try:
         rank_value = parse_rank(rank)
         duration = parse_duration(media_duration)

@@ -15,15 +15,19 @@ The data flows one way::
 * ``rulemanager.py``: loading, reloading aside and swapping the rule set.
 * ``control.py``: commands (``commands.py`` reads them) and health;
   ``lifecycle.py``: startup, heartbeat, shutdown and restart on request.
-* ``statesync.py``: cooldowns and budgets written behind to a state backend.
-* ``timers.py``: (v1.1) sleeps until the next timer turn and hands it to the inlet.
+* ``statesync.py``: state written behind to a backend; ``timers.py``: (v1.1) timer
+  turns to the inlet; ``startup.py``: the steps whose failure the operator must fix.
+* ``channel.py``: one channel's parts; ``firstchannel.py``: ``bot.engine``,
+  ``bot.rules``, ... as the first (with ``cytube`` + ``rules``, the only) one's.
 
 Decisions never wait: the bus callback decodes, filters and evaluates an
 event synchronously (microseconds) and hands a fired decision to a task; LLM
 calls and pacing happen in those tasks, bounded in number.
 
-(About 450 lines: ``start`` and ``stop`` are ordered sequences, each step
-depending on the one before, and they read best whole and in one place.)
+A process serves one or several channels (``channels:``): each is a
+:class:`~.channel.ChannelRuntime` (its rules, state, pacer, sender, watcher);
+the bot owns what they share (bus, render pool, model chains, response log,
+metrics, lifecycle, commands) and starts and stops them in order.
 """
 
 from __future__ import annotations
@@ -31,28 +35,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kryten_rules.clock import Clock, SystemClock
-from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.config import ServiceConfig
 from kryten_rules.dispatch.llm import ChainRunner
-from kryten_rules.dispatch.renderpool import RenderPool, RenderWorkerError
-from kryten_rules.engine.evaluate import Decision, Engine
-from kryten_rules.engine.state import MemoryStore, StateBackend
-from kryten_rules.errors import KrytenRulesError
-from kryten_rules.intake import Intake
-from kryten_rules.natsauth import NatsAuthError, NatsRefused, auth_mode, connect_options
+from kryten_rules.dispatch.renderpool import RenderPool
+from kryten_rules.engine.evaluate import Decision
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.redact import mask_credentials
-from kryten_rules.service.bus import Bus, ConnectStopped, NatsBus, Subscription, connect_nats
+from kryten_rules.service.bus import Bus, NatsBus, Subscription
+from kryten_rules.service.channel import (
+    ChannelRuntime,
+    StateBackends,
+    load_states,
+    pick_channel,
+    reload_all,
+    route,
+    stop_pacers,
+)
 from kryten_rules.service.control import RULES_COMMAND_SUBJECT, Control
-from kryten_rules.service.embedded import EmbeddedNats, EmbeddedNatsError
-from kryten_rules.service.events_out import EventsOut
-from kryten_rules.service.inlet import Inlet
+from kryten_rules.service.embedded import EmbeddedNats
+from kryten_rules.service.firstchannel import FirstChannel
 from kryten_rules.service.lifecycle import (
     DISCOVERY_SUBJECT,
     EXIT_RESTART,
@@ -62,29 +68,28 @@ from kryten_rules.service.lifecycle import (
     Lifecycle,
     lifecycle_subject,
 )
-from kryten_rules.service.metrics import HttpEndpoint, Metrics
-from kryten_rules.service.pacing import Pacer
+from kryten_rules.service.metrics import HttpEndpoint, Metrics, serve_http
 from kryten_rules.service.replies import (
     FIXED_CONCURRENCY,
     MAX_PENDING_FIXED,
     MAX_PENDING_REPLIES,
-    Replies,
 )
-from kryten_rules.service.responder import NoUsableModel, Responder, prepare_llm, usable_chains
+from kryten_rules.service.responder import prepare_llm
 from kryten_rules.service.responselog import ResponseLog
-from kryten_rules.service.robot import RobotSender
-from kryten_rules.service.roomkv import load_playlist
 from kryten_rules.service.rulemanager import (
     MAX_LOGGED_ERRORS,
     RELOAD_SUBJECT,
-    RuleManager,
     RulesFailed,
 )
-from kryten_rules.service.statesync import StateSync, state_backend_for
-from kryten_rules.service.timers import TimerTask
-from kryten_rules.service.watch import FileWatcher
-from kryten_rules.version import __version__
-from kryten_rules.wire import UserList, parse_userlist_kv, subscribe_subject, userlist_bucket
+from kryten_rules.service.startup import (
+    StartupError,
+    Stopped,
+    connect,
+    make_chains,
+    open_response_log,
+    start_embedded,
+    start_renderer,
+)
 
 __all__ = [
     "DISCOVERY_SUBJECT",
@@ -108,15 +113,9 @@ log = logging.getLogger("kryten_rules.service")
 SEND_TIMEOUT = 2.0  # kryten-robot answers in milliseconds; silence means it ignored us
 
 
-class StartupError(KrytenRulesError, RuntimeError):
-    """The service cannot start; the message says what the operator must fix."""
+class Bot(FirstChannel):
+    """The process: the parts every channel shares, and one :class:`ChannelRuntime` each."""
 
-
-class Stopped(KrytenRulesError):
-    """A stop was requested before the service was up; stopping is then a clean exit."""
-
-
-class Bot:
     def __init__(
         self,
         config: ServiceConfig,
@@ -133,7 +132,7 @@ class Bot:
         on_decision: Callable[[Decision], None] | None = None,
         send_timeout: float = SEND_TIMEOUT,
         bus: Bus | None = None,
-        state_backend: StateBackend | None = None,
+        state_backend: StateBackends | None = None,
     ) -> None:
         self.config = config
         self.dry_run = config.dry_run if dry_run is None else dry_run
@@ -155,81 +154,40 @@ class Bot:
         self.bus: Bus | None = bus  # given: used as it is (not connected, not closed here)
         self._own_bus = bus is None
         self._state_backend = state_backend  # None: state lives in this process only
-        self.state_sync: StateSync | None = None
         self.embedded: EmbeddedNats | None = None
         self.chains: ChainRunner | None = None
-        self.pacer: Pacer | None = None
         self.http: HttpEndpoint | None = None
         self.renderer: RenderPool | None = None  # templates render in its worker processes
         self.responses = ResponseLog(config.log.responses)
         self.started_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
-        self.intake = Intake(
-            bot_name=config.bot_name,
-            ignore_users=config.ignore_users,
-            slack=config.history_slack,
-        )
         self._quiet = QuietLog(log)
         self.send_timeout = send_timeout
-        self.robot = RobotSender(
-            lambda: self.bus, config.cytube, self.metrics, timeout=send_timeout, quiet=self._quiet
-        )
-        self.replies = Replies(
-            channel=config.cytube.channel,
-            dry_run=self.dry_run,
-            max_in_flight=config.max_in_flight,
-            metrics=self.metrics,
-            responses=self.responses,
-            robot=self.robot,
-            spawn=self._spawn,
-            quiet=self._quiet,
-        )
-        self.rules = RuleManager(config, self.metrics, self._publish_if_connected)
-        self.events_out = self.replies.events = EventsOut(
-            lambda: self.bus,
-            self.metrics,
-            domain=config.cytube.domain,
-            channel=config.cytube.channel,
-            dry_run=self.dry_run,
-            decisions=config.events.decisions,
-            replies=config.events.replies,
-            quiet=self._quiet,
-        )
+        self.channels = [
+            ChannelRuntime(
+                config,
+                channel,
+                metrics=self.metrics,
+                clock=self.clock,
+                responses=self.responses,
+                bus=lambda: self.bus,
+                spawn=self._spawn,
+                report=self._publish_if_connected,
+                quiet=self._quiet,
+                dry_run=dry_run,
+                send_timeout=send_timeout,
+                on_decision=on_decision,
+            )
+            for channel in config.channel_configs
+        ]
         self.control = Control(self)
         self.lifecycle = Lifecycle(self)
-        self.inlet = Inlet(
-            intake=self.intake,
-            engine=lambda: self.rules.engine,
-            replies=self.replies,
-            clock=self.clock,
-            metrics=self.metrics,
-            quiet=self._quiet,
-            on_decision=on_decision,
-            events=self.events_out,
-        )
-        self.timers = TimerTask(lambda: self.rules.engine, self.inlet, self.clock, self._quiet)
         self._subs: list[Subscription] = []
-        self._watcher: FileWatcher | None = None
 
-    @property
-    def on_decision(self) -> Callable[[Decision], None] | None:
-        """Called with every decision that reached the rules (tests, the terminal chat)."""
-        return self.inlet.on_decision
-
-    @on_decision.setter
-    def on_decision(self, hook: Callable[[Decision], None] | None) -> None:
-        self.inlet.on_decision = hook
-
-    # --- parts ----------------------------------------------------------------------
-
-    @property
-    def engine(self) -> Engine | None:
-        return self.rules.engine
-
-    @property
-    def ruleset(self) -> RuleSet:
-        return self.rules.ruleset
+    def find_channel(self, name: object) -> ChannelRuntime:
+        """The channel a command names; optional with one channel (see ``pick_channel``)."""
+        return pick_channel(self.channels, name)
 
     @property
     def nc(self) -> Any:
@@ -252,168 +210,71 @@ class Bot:
     # --- start and stop ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self.started_at = self.intake.started_at = self.clock.now()
-        try:
-            self.responses.open()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot write the response log {self.responses.path}: {exc.strerror or exc} "
-                "(check log.responses in the config and the directory's permissions)"
-            ) from exc
-        try:
-            ruleset = await self.rules.load()
-        except RulesFailed as exc:
-            raise StartupError(str(exc)) from exc
-        self.rules.engine = Engine(
-            ruleset,
-            clock=self.clock,
-            channel=self.config.cytube.channel,
-            bot_name=self.config.bot_name,
-            ignore_users=self.config.ignore_users,
-        )
-        try:
-            chains = usable_chains(self.config)
-        except NoUsableModel as exc:
-            raise StartupError(str(exc)) from exc
-        self.chains = ChainRunner(
-            self.config.models,
-            chains,
-            completion=self._completion,
-            max_in_flight=self.config.max_in_flight,
-        )
-        renderer = RenderPool()
-        try:
-            await renderer.start()
-        except RenderWorkerError as exc:
-            raise StartupError(f"cannot start the template render workers: {exc}") from exc
-        self.renderer = renderer
-        self.replies.responder = Responder(
-            self.config, self.chains, renderer, self.metrics, self._quiet
-        )
-        self.pacer = self.replies.pacer = Pacer(
-            burst=self._pacing[0],
-            per_second=self._pacing[1],
-            max_age=self.config.reply_max_age,
-            on_drop=lambda r: self.metrics.replies_dropped.labels(r).inc(),
-        )
-        self.pacer.start()
+        self.started_at = self.clock.now()
+        for ch in self.channels:
+            ch.intake.started_at = self.started_at
+        open_response_log(self.responses)
+        for ch in self.channels:
+            try:
+                await ch.load()
+            except RulesFailed as exc:
+                where = f" of channel {ch.channel.label}" if len(self.channels) > 1 else ""
+                raise StartupError(f"{exc}{where}") from exc
+        self.chains = make_chains(self.config, self._completion)
+        self.renderer = renderer = await start_renderer()
+        for ch in self.channels:
+            ch.start_replies(self.chains, renderer, self._pacing)
         # LiteLLM's import and first-call work (seconds) in a thread, while we connect
         warming = asyncio.ensure_future(prepare_llm(self.chains, self.config))
         try:
             if self.bus is None:
                 if self.config.nats.embedded and not self._nats_url:
-                    try:
-                        self.embedded = await asyncio.to_thread(EmbeddedNats().start)
-                    except EmbeddedNatsError as exc:  # a message and exit 2, not a traceback
-                        raise StartupError(str(exc)) from exc
-                    log.info("embedded nats-server listening on %s", self.embedded.url)
+                    self.embedded = await start_embedded()
                 await self._connect()
-            await self._load_ranks()
-            await self._load_state()
-            assert self.bus is not None and self.engine is not None
-            await load_playlist(self.bus, self.engine.room, self.intake, self.config.cytube.channel)
+            assert self.bus is not None
+            for ch in self.channels:
+                await ch.load_ranks(self.bus)
+            try:  # cooldowns and budgets: a backend per channel, if any
+                await load_states(self.channels, self._state_backend, self.bus, self.metrics)
+            except Exception as exc:
+                raise StartupError(str(exc)) from exc
+            for ch in self.channels:
+                await ch.load_room(self.bus)
             await warming  # before the first event: the first reply is not the slow one
         finally:
             if not warming.done():
                 warming.cancel()
-        self._spawn(self.events_out.run(), "events-out")
         await self._subscribe()
-        self._spawn(self.timers.run(), "timers")  # v1.1: sleeps until the next timer turn
+        for ch in self.channels:  # events out, timers
+            ch.run_tasks()
         if self.watch_interval:
-            self._watcher = FileWatcher(
-                self.rules.watched_paths, self.watch_interval, lambda: self.reload("file change")
-            )
-            await self._watcher.prime()
-            self._spawn(self._watcher.run(), "watcher")
+            for ch in self.channels:
+                await ch.watch(self.watch_interval)
         self._spawn(self.lifecycle.heartbeat(self.heartbeat_interval), "heartbeat")
-        if self.metrics_port is not None:
-            host = self.config.metrics_host
-            http = HttpEndpoint(self.metrics, self.health, host=host, port=self.metrics_port)
-            try:
-                await http.start()
-            except OSError as exc:  # the bot is more important than its dashboard
-                log.error(
-                    "health and metrics endpoint not started: %s port %d: %s",
-                    host,
-                    self.metrics_port,
-                    exc.strerror or exc,
-                )
-            else:
-                self.http = http
-                log.info("health and metrics on http://%s/metrics", http.address)
+        if self.metrics_port is not None:  # None if it cannot listen: the bot matters more
+            self.http = await serve_http(
+                self.metrics, self.health, self.config.metrics_host, self.metrics_port
+            )
         await self.lifecycle.publish("startup")
-        log.info(
-            "kryten-rules %s: %d rules, channel %s, bot %s%s",
-            __version__,
-            len(ruleset.rules),
-            self.config.cytube.channel,
-            self.config.bot_name,
-            " (dry run)" if self.dry_run else "",
-        )
-
-    async def _load_state(self) -> None:
-        """Cooldowns and budgets from the state backend, if there is one (a
-        given one, or the config's ``state.store: jetstream``). An unreachable
-        backend is a warning: the bot decides from memory and retries it."""
-        engine = self.engine
-        backend = self._state_backend or state_backend_for(self.config, self.bus, self._quiet)
-        if backend is None or engine is None:
-            return
-        if not isinstance(engine.state, MemoryStore):
-            raise StartupError("a state backend needs the engine's in-memory store")
-        sync = StateSync(engine.state, backend, quiet=self._quiet)
-        loaded = await sync.start()
-        self.state_sync = sync
-        self.metrics.state_backend_up.set_function(lambda: 1.0 if sync.healthy else 0.0)
-        self.metrics.state_unflushed.set_function(lambda: float(sync.unflushed))
-        self._spawn(sync.run(), "state-sync")
-        if sync.loaded:
-            log.info("state: %d running cooldowns and budgets loaded", loaded)
+        for ch in self.channels:
+            ch.log_started()
 
     async def _connect(self) -> None:
-        nats_cfg = self.config.nats
-        try:  # the embedded server is ours: it takes no credentials
-            options = {} if self.embedded is not None else connect_options(nats_cfg, os.environ)
-        except NatsAuthError as exc:
-            raise StartupError(str(exc)) from None
-        try:
-            self.bus = await connect_nats(
-                self.url,
-                name=f"kryten-rules-{self.config.cytube.channel}",
-                stop=self._stopping,
-                on_state=lambda up: self.metrics.nats_connected.set(1 if up else 0),
-                options=options,
-                mode=auth_mode(nats_cfg, self.url),
-            )
-        except ConnectStopped as exc:
-            raise Stopped(str(exc)) from exc
-        except NatsRefused as exc:  # already one masked line
-            raise StartupError(str(exc)) from None
-        except Exception as exc:
-            raise StartupError(
-                mask_credentials(f"cannot connect to NATS at {self.url}: {exc}")
-            ) from exc
-
-    async def _load_ranks(self) -> None:
-        """Ranks from Kryten-Robot's KV bucket, when it exists (chat events carry none)."""
-        assert self.engine is not None and self.bus is not None
-        try:
-            value = await self.bus.kv_get(userlist_bucket(self.config.cytube.channel), "users")
-            users = parse_userlist_kv(value or b"[]")
-        except Exception as exc:
-            log.info("no user list in KV yet (%s); ranks come from user events", type(exc).__name__)
-            return
-        for name, rank in users:
-            self.engine.set_rank(name, rank)
-        self.engine.room.observe(UserList(tuple(users)))  # who is there: `room.users`
-        log.info("loaded %d user ranks from KV", len(users))
+        self.bus = await connect(
+            self.config.nats,
+            self.url,
+            embedded=self.embedded is not None,
+            name=f"kryten-rules-{'+'.join(ch.name for ch in self.channels)}"[:200],
+            stop=self._stopping,
+            on_state=lambda up: self.metrics.nats_connected.set(1 if up else 0),
+        )
 
     async def _subscribe(self) -> None:
         bus = self.bus
         assert bus is not None
-        events = subscribe_subject(self.config.cytube.channel)
+        for ch in self.channels:
+            await ch.subscribe(bus)
         self._subs = [
-            await bus.subscribe(events, self.inlet.on_message),
             await bus.subscribe(RULES_COMMAND_SUBJECT, self.control.on_command),
             await bus.subscribe(DISCOVERY_SUBJECT, self.lifecycle.announce),
             await bus.subscribe(ROBOT_STARTUP_SUBJECT, self.lifecycle.announce),
@@ -445,6 +306,8 @@ class Bot:
     async def stop(self, grace: float = 3.0) -> None:
         """Stop intake, let in-flight replies finish for ``grace`` seconds, then cancel."""
         self._stopping.set()
+        for ch in self.channels:
+            await ch.unsubscribe()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -452,9 +315,7 @@ class Bot:
         busy = [t for t in self._tasks if t.get_name() == "respond"]
         if busy:
             await asyncio.wait(busy, timeout=grace)
-        if self.pacer is not None:
-            await self.pacer.drain(timeout=max(0.5, grace / 2))
-            await self.pacer.stop()  # what is still queued gets the outcome "shutdown"
+        await stop_pacers(self.channels, grace)  # what is still queued: "shutdown"
         busy = [t for t in self._tasks if t.get_name() == "respond"]
         if busy:  # their parts all have outcomes now: let them write their lines
             await asyncio.wait(busy, timeout=0.5)
@@ -463,15 +324,13 @@ class Bot:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.renderer is not None:
             await self.renderer.close()
-        if self.state_sync is not None:
-            try:
-                await self.state_sync.close()  # what was spent last, flushed
-            except Exception as exc:
-                log.warning("state: the last flush to the backend failed: %s", exc)
+        for ch in self.channels:
+            await ch.close_state()
         bus = self.bus
         if bus is not None and bus.connected:
             with contextlib.suppress(Exception):
-                await self.events_out.drain()  # the last replies' events, then goodbye
+                for ch in self.channels:  # the last replies' events, then goodbye
+                    await ch.events_out.drain()
                 reason = self.restart_reason or "Normal shutdown"
                 await self.lifecycle.publish("shutdown", reason=reason)
                 await bus.flush(timeout=2)
@@ -509,22 +368,26 @@ class Bot:
 
     # --- what the other parts answer ---------------------------------------------------
 
-    async def reload(self, reason: str = "request") -> dict[str, Any]:
-        """Load and check the rule files in full; swap only a clean, changed set."""
-        outcome = await self.rules.reload(reason)
-        self.timers.poke()  # the timers' next turn may have moved
-        return outcome
+    async def reload(self, reason: str = "request", channel: str | None = None) -> dict[str, Any]:
+        """Load and check the rule files in full; swap only a clean, changed set.
+
+        One channel (named, or the only one): its outcome. Several and none named
+        (SIGHUP): every channel's, side by side (``reload_all``)."""
+        if channel is not None or len(self.channels) == 1:
+            return await self.find_channel(channel).reload(reason)
+        return await reload_all(self.channels, reason)
 
     def health(self) -> dict[str, Any]:
         return self.control.health()
 
-    def status(self) -> dict[str, Any]:
-        return self.rules.status()
+    def status(self, channel: str | None = None) -> dict[str, Any]:
+        return self.find_channel(channel).rules.status()
 
     async def command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """One ``kryten.rules.command`` request; the data of a successful reply."""
         return await self.control.command(name, args)
 
     def handle(self, subject: str, data: bytes) -> Decision | None:
-        """Decode, filter and decide one event; start the reply if a rule fired."""
-        return self.inlet.handle(subject, data)
+        """Decode, filter and decide one event in the channel ``subject`` is of (the
+        first, if none); start the reply if a rule fired."""
+        return route(self.channels, subject).inlet.handle(subject, data)

@@ -110,23 +110,24 @@ def _total(bot: Bot, name: str, by: str | None = None) -> Any:
 
 def stats(bot: Bot) -> dict[str, Any]:
     """Counts since start, from the same counters ``/metrics`` serves."""
-    latency = bot.metrics.registry.get_sample_value("kryten_rules_decision_seconds_count")
     return {
         "uptime_seconds": round(bot.clock.now() - bot.started_at, 3),
-        "rules": len(bot.ruleset.rules) if bot.engine else 0,
+        "rules": sum(len(ch.rules.ruleset.rules) for ch in bot.channels if ch.engine),
+        "channels": [ch.name for ch in bot.channels],
         "events": {
             "seen": _total(bot, "kryten_rules_events_total"),
             "by_event": _total(bot, "kryten_rules_events_total", "event"),
+            "by_channel": _total(bot, "kryten_rules_events_total", "channel"),
             "malformed": _total(bot, "kryten_rules_events_malformed_total"),
             "ignored": _total(bot, "kryten_rules_events_ignored_total"),
         },
-        "decisions": int(latency or 0),
+        "decisions": _total(bot, "kryten_rules_decision_seconds_count"),
         "rule_outcomes": _total(bot, "kryten_rules_decisions_total", "outcome"),
         "replies": {
             "sent": _total(bot, "kryten_rules_replies_total"),
             "dropped": _total(bot, "kryten_rules_replies_dropped_total"),
             "outcomes": _total(bot, "kryten_rules_reply_outcomes_total", "outcome"),
-            "in_progress": bot.replies.pending,
+            "in_progress": sum(ch.replies.pending for ch in bot.channels),
         },
         "failures": {
             "send": _total(bot, "kryten_rules_send_failures_total"),

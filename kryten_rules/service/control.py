@@ -2,7 +2,8 @@
 
 * ``kryten.rules.command`` requests (``system.ping``, ``system.health``,
   ``system.stats``, ``system.config``, ``rules.status``, ``rules.reload``,
-  ``rules.explain``), nested or flat (``commands.py`` reads both):
+  ``rules.explain``; the ``rules.*`` ones take a ``channel``, required where
+  the process serves several), nested or flat (``commands.py`` reads both):
   :meth:`Control.command` gives a successful reply's data or raises;
   :meth:`Control.on_command` wraps it in the ``{service, command, success,
   data|error}`` envelope. A new command is one more branch in
@@ -32,7 +33,9 @@ from kryten_rules.units import parse_rank
 from kryten_rules.version import __version__
 
 if TYPE_CHECKING:
+    from kryten_rules.clock import Clock
     from kryten_rules.service.bot import Bot
+    from kryten_rules.service.channel import ChannelRuntime
 
 RULES_COMMAND_SUBJECT = f"kryten.{SERVICE}.command"
 COMMANDS = (
@@ -46,22 +49,22 @@ COMMANDS = (
 )
 
 
-def live_engine(bot: Bot) -> Engine:
-    """An engine on a copy of the running bot's cooldowns and budgets, at its
+def live_engine(ch: ChannelRuntime, clock: Clock) -> Engine:
+    """An engine on a copy of a running channel's cooldowns and budgets, at the
     clock's time: ``rules.explain`` with ``state: live`` answers "would this
     line be answered now?" (how long a cooldown has left) and spends nothing
     of the live state."""
-    live = bot.engine.state if bot.engine is not None else None
-    store = MemoryStore(bot.clock.now)
+    live = ch.engine.state if ch.engine is not None else None
+    store = MemoryStore(clock.now)
     if isinstance(live, MemoryStore):
         store.restore(live.snapshot())
     return Engine(
-        bot.ruleset,
-        clock=bot.clock,
+        ch.rules.ruleset,
+        clock=clock,
         seed=0,
         state=store,
-        channel=bot.config.cytube.channel,
-        bot_name=bot.config.bot_name,
+        channel=ch.name,
+        bot_name=ch.config.bot_name,
     )
 
 
@@ -75,29 +78,35 @@ class Control:
 
     def health(self) -> dict[str, Any]:
         """``degraded`` also while kryten-robot's latest answer was not a confirmation:
-        the bot is mute then, and ``last_send_failure`` says why and what to check."""
+        the bot is mute then, and ``last_send_failure`` says why and what to check.
+
+        The top-level fields are the whole process's (``ok`` only if every channel
+        is); ``channels`` has each channel's own (``ChannelRuntime.health``)."""
         bot = self.bot
-        robot = bot.robot
+        channels = [ch.health() for ch in bot.channels]
         connected = bool(bot.bus is not None and bot.bus.connected)
-        ok = connected and bot.engine is not None and not robot.failing
+        ok = connected and all(c["status"] == "ok" for c in channels)
+        failures = [c["last_send_failure"] for c in channels if c["last_send_failure"]]
+        reloads = [c["last_reload"] for c in channels if c["last_reload"]]
         return {
             # also degraded while the last reload failed: the running rules are
             # then not what the files say
-            "status": "ok" if ok and not bot.rules.reload_failed else "degraded",
-            "last_reload": bot.rules.health(),
+            "status": "ok" if ok else "degraded",
+            "last_reload": max(reloads, key=lambda r: str(r["at"]), default=None),
             "service": SERVICE,
             "version": __version__,
             "nats_connected": connected,
             "nats_url": bot.safe_url,
-            "rules": len(bot.ruleset.rules) if bot.engine else 0,
+            "rules": sum(c["rules"] for c in channels),
             "uptime_seconds": round(bot.clock.now() - bot.started_at, 3),
-            "replies_in_progress": bot.replies.pending,
-            "send_queue": bot.pacer.pending if bot.pacer else 0,
-            "sending": "failing" if robot.failing else "ok",
-            "send_failures": robot.failures,
-            "last_send_failure": robot.last_failure,
+            "replies_in_progress": sum(c["replies_in_progress"] for c in channels),
+            "send_queue": sum(c["send_queue"] for c in channels),
+            "sending": "failing" if any(c["sending"] != "ok" for c in channels) else "ok",
+            "send_failures": sum(c["send_failures"] for c in channels),
+            "last_send_failure": max(failures, key=lambda f: str(f["at"]), default=None),
             "dry_run": bot.dry_run,
             "state": self._state_health(),
+            "channels": channels,
         }
 
     def _state_health(self) -> dict[str, Any]:
@@ -127,24 +136,29 @@ class Control:
         if name == "system.config":
             return commands.config(bot)
         if name == "rules.status":
-            return bot.rules.status()
+            ch = bot.find_channel(args.get("channel"))
+            return {"channel": ch.name, **ch.rules.status()}
         if name == "rules.reload":
+            channel = args.get("channel")  # none: every channel
+            if channel is not None:
+                return await bot.find_channel(channel).reload("command")
             return await bot.reload("command")
         if name == "rules.explain":
             text = args.get("text")
             if not isinstance(text, str):
                 raise ValueError("args.text (the chat line) is required")
+            ch = bot.find_channel(args.get("channel"))
             media = args.get("media")
             assert bot.renderer is not None
             kind = str(args.get("on", "chatmsg"))
             timer = kind == "timer"  # v1.1: text names the timer; the room's own lines count
             if timer:
-                check_timer_name(bot.ruleset, text)
+                check_timer_name(ch.rules.ruleset, text)
             # "state": "live" decides against a copy of the live store, spending nothing
-            live = live_engine(bot) if args.get("state") == "live" else None
-            room = bot.engine
+            live = live_engine(ch, bot.clock) if args.get("state") == "live" else None
+            room = ch.engine
             return await explain_event_isolated(
-                bot.ruleset,
+                ch.rules.ruleset,
                 text,
                 bot.renderer,
                 chat_times=tuple(room.room.times) if timer and room is not None else (),
@@ -154,7 +168,7 @@ class Control:
                 kind=kind,
                 media_title=media if isinstance(media, str) else None,
                 media_duration=float(args.get("media_duration", 5400)),
-                channel=bot.config.cytube.channel,
+                channel=ch.name,
                 engine=live,
             )
         # "Unknown command" as the robot words it: kryten-shell looks for it

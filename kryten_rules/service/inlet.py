@@ -23,7 +23,7 @@ from kryten_rules.quietlog import QuietLog
 from kryten_rules.senders import Ignored, IgnoreReason
 from kryten_rules.service.bus import Message
 from kryten_rules.service.events_out import EventsOut
-from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.metrics import ChannelMetrics
 from kryten_rules.service.replies import Replies
 from kryten_rules.wire import MalformedEvent, decode_message, rank_changes
 
@@ -38,7 +38,7 @@ class Inlet:
         engine: Callable[[], Engine | None],
         replies: Replies,
         clock: Clock,
-        metrics: Metrics,
+        metrics: ChannelMetrics,
         quiet: QuietLog,
         on_decision: Callable[[Decision], None] | None = None,
         events: EventsOut | None = None,
@@ -83,7 +83,7 @@ class Inlet:
             return None
         # decided without spending: only an admitted reply spends its cooldown and budget
         decision = engine.evaluate(replace(chat, at=now), commit=False)
-        self.metrics.decision_latency.observe(time.perf_counter() - t0)
+        self.metrics.decision_latency.labels().observe(time.perf_counter() - t0)
         if decision.ignored:
             self.metrics.ignored.labels(decision.ignored).inc()
             return decision

@@ -107,8 +107,9 @@ class Lifecycle:
     def payload(self, **extra: Any) -> dict[str, Any]:
         bot = self.bot
         metadata: dict[str, Any] = {
-            "channel": bot.config.cytube.channel,
-            "rules": len(bot.ruleset.rules) if bot.engine else 0,
+            "channel": bot.config.cytube.channel,  # the first; `channels` names them all
+            "channels": [ch.name for ch in bot.channels],
+            "rules": sum(len(ch.rules.ruleset.rules) for ch in bot.channels if ch.engine),
             "dry_run": bot.dry_run,
         }
         endpoints = self.endpoints()

@@ -1,6 +1,8 @@
 """Prometheus metrics and the ``/health`` + ``/metrics`` HTTP endpoint.
 
 Each service instance has its own registry (tests run several in one process).
+What a channel's parts count carries its ``channel`` label: they count through
+:meth:`Metrics.for_channel`'s view, so no call site names the channel.
 The HTTP server is a few lines of asyncio: it serves two fixed paths, so a web
 framework would be all weight and no help.
 """
@@ -12,7 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -20,6 +22,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from kryten_rules.errors import KrytenRulesError
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", Counter, Gauge, Histogram)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LLM_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
@@ -30,29 +34,33 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter(
-            "kryten_rules_events_total", "Events received, by event name.", ["event"], registry=r
+            "kryten_rules_events_total",
+            "Events received, by event name.",
+            ["channel", "event"],
+            registry=r,
         )
         self.malformed = Counter(
             "kryten_rules_events_malformed_total",
             "Events skipped as malformed, by reason.",
-            ["reason"],
+            ["channel", "reason"],
             registry=r,
         )
         self.ignored = Counter(
             "kryten_rules_events_ignored_total",
             "Events that never reached the rules, by why.",
-            ["why"],
+            ["channel", "why"],
             registry=r,
         )
         self.decisions = Counter(
             "kryten_rules_decisions_total",
             "Rule outcomes per evaluated event, by rule and reason.",
-            ["rule", "outcome", "reason"],
+            ["channel", "rule", "outcome", "reason"],
             registry=r,
         )
         self.decision_latency = Histogram(
             "kryten_rules_decision_seconds",
             "Time to decide one event.",
+            ["channel"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -73,24 +81,27 @@ class Metrics:
             "kryten_rules_llm_cost_total", "Cost of LLM calls where known.", ["model"], registry=r
         )
         self.replies = Counter(
-            "kryten_rules_replies_total", "Chat messages sent, by how.", ["via"], registry=r
+            "kryten_rules_replies_total",
+            "Chat messages sent, by how.",
+            ["channel", "via"],
+            registry=r,
         )
         self.replies_dropped = Counter(
             "kryten_rules_replies_dropped_total",
             "Replies not sent, by reason.",
-            ["reason"],
+            ["channel", "reason"],
             registry=r,
         )
         self.send_failures = Counter(
             "kryten_rules_send_failures_total",
             "Messages kryten-robot did not confirm (refused, no answer, no robot), by reason.",
-            ["reason"],
+            ["channel", "reason"],
             registry=r,
         )
         self.outcomes = Counter(
             "kryten_rules_reply_outcomes_total",
             "Decisions that fired, by what became of them (one per response-log line).",
-            ["outcome"],
+            ["channel", "outcome"],
             registry=r,
         )
         self.log_write_errors = Counter(
@@ -99,9 +110,12 @@ class Metrics:
             registry=r,
         )
         self.reloads = Counter(
-            "kryten_rules_reloads_total", "Rule reloads, by outcome.", ["outcome"], registry=r
+            "kryten_rules_reloads_total",
+            "Rule reloads, by outcome.",
+            ["channel", "outcome"],
+            registry=r,
         )
-        self.rules = Gauge("kryten_rules_rules", "Rules loaded.", registry=r)
+        self.rules = Gauge("kryten_rules_rules", "Rules loaded.", ["channel"], registry=r)
         self.events_out = Counter(
             "kryten_rules_events_out_total",
             "Reply and decision events for other services, by kind and outcome.",
@@ -128,6 +142,51 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def for_channel(self, channel: str) -> ChannelMetrics:
+        """The families as one channel's parts count into them (``channel`` label set)."""
+        return ChannelMetrics(self, channel)
+
+
+class Bound(Generic[F]):
+    """A family with its ``channel`` label given: ``labels()`` takes the rest."""
+
+    def __init__(self, family: F, channel: str) -> None:
+        self._family: F = family
+        self._channel = channel
+
+    def labels(self, *values: str) -> F:
+        child: F = self._family.labels(self._channel, *values)
+        return child
+
+
+class ChannelMetrics:
+    """One channel's view of the registry: its events, decisions, replies and reloads
+    carry its ``channel`` label (channels are configured, so the label's values are
+    few); the model calls, the render pool and the connection are shared and not."""
+
+    def __init__(self, metrics: Metrics, channel: str) -> None:
+        m = metrics
+        self.channel = channel
+        self.registry = m.registry
+        self.events = Bound(m.events, channel)
+        self.malformed = Bound(m.malformed, channel)
+        self.ignored = Bound(m.ignored, channel)
+        self.decisions = Bound(m.decisions, channel)
+        self.decision_latency = Bound(m.decision_latency, channel)
+        self.replies = Bound(m.replies, channel)
+        self.replies_dropped = Bound(m.replies_dropped, channel)
+        self.send_failures = Bound(m.send_failures, channel)
+        self.outcomes = Bound(m.outcomes, channel)
+        self.reloads = Bound(m.reloads, channel)
+        self.rules = Bound(m.rules, channel)
+        # shared by every channel
+        self.llm_attempts = m.llm_attempts
+        self.llm_latency = m.llm_latency
+        self.llm_cost = m.llm_cost
+        self.in_flight = m.in_flight
+        self.log_write_errors = m.log_write_errors
+        self.nats_connected = m.nats_connected
 
 
 class HttpEndpoint:
@@ -209,6 +268,28 @@ class HttpEndpoint:
             status = "200 OK" if data.get("status") == "ok" else "503 Service Unavailable"
             return status, "application/json", json.dumps(data).encode()
         return "404 Not Found", "text/plain", b"not found\n"
+
+
+async def serve_http(
+    metrics: Metrics, health: Callable[[], dict[str, Any]], host: str, port: int
+) -> HttpEndpoint | None:
+    """The endpoint, listening; None (and an error logged) if it cannot listen: the
+    bot is more important than its dashboard."""
+    http = HttpEndpoint(metrics, health, host=host, port=port)
+    try:
+        await http.start()
+    except OSError as exc:
+        log.error(
+            "health and metrics endpoint not started: %s port %d: %s",
+            host,
+            port,
+            exc.strerror or exc,
+        )
+        return None
+    logging.getLogger("kryten_rules.service").info(
+        "health and metrics on http://%s/metrics", http.address
+    )
+    return http
 
 
 MAX_REQUEST_LINE = 8 * 1024  # a scraper's request is a few dozen bytes

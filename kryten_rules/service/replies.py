@@ -24,7 +24,7 @@ from kryten_rules.quietlog import QuietLog
 from kryten_rules.service.delivery import SHUTDOWN
 from kryten_rules.service.events_out import EventsOut
 from kryten_rules.service.lanes import Lane
-from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.metrics import ChannelMetrics
 from kryten_rules.service.outcome import PartOutcomes, Summary
 from kryten_rules.service.pacing import Outgoing, Pacer
 from kryten_rules.service.responder import ReplyPlan, Responder, reply_via
@@ -49,7 +49,7 @@ class Replies:
         channel: str,
         dry_run: bool,
         max_in_flight: int,
-        metrics: Metrics,
+        metrics: ChannelMetrics,
         responses: ResponseLog,
         robot: RobotSender,
         spawn: Spawn,

@@ -28,7 +28,7 @@ from kryten_rules.engine.evaluate import Decision
 from kryten_rules.errors import KrytenRulesError
 from kryten_rules.events import ChatEvent
 from kryten_rules.quietlog import QuietLog
-from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.metrics import ChannelMetrics
 from kryten_rules.service.outcome import PartOutcomes
 
 log = logging.getLogger("kryten_rules.service")
@@ -102,7 +102,7 @@ class Responder:
         config: ServiceConfig,
         chains: ChainRunner,
         renderer: RenderPool,
-        metrics: Metrics,
+        metrics: ChannelMetrics,
         quiet: QuietLog | None = None,
     ) -> None:
         self.config = config

@@ -25,7 +25,7 @@ from kryten_rules.service.delivery import (
     robot_delivery,
     send_failed,
 )
-from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.metrics import ChannelMetrics
 from kryten_rules.service.outcome import PartOutcomes
 from kryten_rules.wire import COMMAND_SUBJECT, pm_command, say_command
 
@@ -40,7 +40,7 @@ class RobotSender:
         self,
         bus: Callable[[], Bus | None],
         cytube: CytubeConfig,
-        metrics: Metrics,
+        metrics: ChannelMetrics,
         *,
         timeout: float,
         quiet: QuietLog | None = None,

@@ -27,7 +27,7 @@ from kryten_rules.diagnostics import Diagnostic
 from kryten_rules.engine.evaluate import Engine
 from kryten_rules.errors import KrytenRulesError
 from kryten_rules.ruleformat.treewalk import files_under
-from kryten_rules.service.metrics import Metrics
+from kryten_rules.service.metrics import ChannelMetrics
 from kryten_rules.service.worker import in_daemon_thread
 
 log = logging.getLogger("kryten_rules.service")
@@ -47,7 +47,7 @@ class RulesFailed(KrytenRulesError, RuntimeError):
 
 
 class RuleManager:
-    def __init__(self, config: ServiceConfig, metrics: Metrics, report: Report) -> None:
+    def __init__(self, config: ServiceConfig, metrics: ChannelMetrics, report: Report) -> None:
         self.config = config
         self.metrics = metrics
         self._report = report  # publishes the reload outcome (a failure is logged)
@@ -62,7 +62,7 @@ class RuleManager:
             for d in diags:
                 log.error("%s: %s[%s]: %s", d.span, d.severity, d.code, d.message)
             raise RulesFailed(list(diags))
-        self.metrics.rules.set(len(ruleset.rules))
+        self.metrics.rules.labels().set(len(ruleset.rules))
         return ruleset
 
     @property
@@ -148,7 +148,7 @@ class RuleManager:
             engine.swap(ruleset)  # on the loop, between two events; all or nothing
             outcome["changed"] = True
             self.metrics.reloads.labels("ok").inc()
-            self.metrics.rules.set(len(ruleset.rules))
+            self.metrics.rules.labels().set(len(ruleset.rules))
             log.info(
                 "reload (%s): %d rules from %d files in %.0f ms",
                 reason,

@@ -26,6 +26,7 @@ from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
 from kryten_rules.service.pacing import Outgoing, Pacer
 from tests.nats_fixtures import (
+    CHANNEL,
     KEY_ENV,
     KEY_VALUE,
     MODEL,
@@ -96,22 +97,28 @@ async def test_metrics_after_traffic(bot: Bot, client: RobotClient, openai: Open
     assert ctype.startswith("text/plain")
     text = body.decode()
     s = samples(text)
-    assert s[("kryten_rules_events_total", (("event", "chatMsg"),))] == 3
-    fired = (("outcome", "fired"), ("reason", ""), ("rule", "mention"))
+    ch = ("channel", CHANNEL)  # what a channel's parts count carries its name
+    assert s[("kryten_rules_events_total", (ch, ("event", "chatMsg")))] == 3
+    fired = (ch, ("outcome", "fired"), ("reason", ""), ("rule", "mention"))
     assert s[("kryten_rules_decisions_total", fired)] == 2
+    # model calls are shared by the channels: no channel label
     assert s[("kryten_rules_llm_attempts_total", (("model", "m"), ("outcome", "ok")))] == 1
     assert (
         s[("kryten_rules_llm_attempts_total", (("model", "m"), ("outcome", "server_error")))] == 1
     )
-    assert s[("kryten_rules_reloads_total", (("outcome", "unchanged"),))] == 1
-    assert s[("kryten_rules_replies_total", (("via", "chat"),))] == 2
+    assert s[("kryten_rules_reloads_total", (ch, ("outcome", "unchanged")))] == 1
+    assert s[("kryten_rules_replies_total", (ch, ("via", "chat")))] == 2
+    assert s[("kryten_rules_rules", (ch,))] == 3
     # histograms: the decision latency and the LLM latency per model
-    assert s[("kryten_rules_decision_seconds_count", ())] == 3
-    assert s[("kryten_rules_decision_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert s[("kryten_rules_decision_seconds_count", (ch,))] == 3
+    assert s[("kryten_rules_decision_seconds_bucket", (ch, ("le", "+Inf")))] == 3
     assert s[("kryten_rules_llm_seconds_bucket", (("le", "+Inf"), ("model", "m")))] == 2
     # and as a scraper sees the raw lines
-    assert 'kryten_rules_decision_seconds_bucket{le="0.005"}' in text
-    assert 'kryten_rules_decisions_total{outcome="fired",reason="",rule="mention"} 2.0' in text
+    assert f'kryten_rules_decision_seconds_bucket{{channel="{CHANNEL}",le="0.005"}}' in text
+    assert (
+        f'kryten_rules_decisions_total{{channel="{CHANNEL}",outcome="fired",reason="",'
+        'rule="mention"} 2.0'
+    ) in text
     assert 'kryten_rules_llm_attempts_total{model="m",outcome="ok"} 1.0' in text
     assert "kryten_rules_nats_connected 1.0" in text
 
