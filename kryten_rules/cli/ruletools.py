@@ -237,6 +237,7 @@ def explain(
     help="Rule files or directories (repeatable; default: the config's or rules/).",
 )
 @click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--channel", "channel", help="The config's channel to replay (of several).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
@@ -251,6 +252,7 @@ def replay(
     log: str,
     rules: tuple[str, ...],
     config_path: str | None,
+    channel: str | None,
     seed: int,
     fmt: str,
     verbose: bool,
@@ -264,7 +266,7 @@ def replay(
     from kryten_rules.config import ServiceConfig
     from kryten_rules.tools import replay as replay_mod
 
-    config = config_or_exit(config_path)
+    config = one_channel(config_or_exit(config_path), channel)
     ruleset = ruleset_or_exit(list(rules) or default_rules(config), config)
     path = Path(log)
     with path.open(encoding="utf-8", errors="replace") as fh:

@@ -79,3 +79,13 @@ def test_explain_without_a_channel_of_several_lists_them(tmp_path: Path) -> None
     result = _run("explain", "hey bea", "--config", cfg, "--channel", "gamma")
     assert result.exit_code == 2
     assert "no channel 'gamma' (channels: cytu.be/alpha, cytu.be/beta)" in result.output
+
+
+def test_replay_needs_the_channel_of_several(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    log = tmp_path / "empty.jsonl"
+    log.write_text("", encoding="utf-8")
+    result = _run("replay", log, "--config", cfg)
+    assert result.exit_code == 2 and "give --channel" in result.output
+    result = _run("replay", log, "--config", cfg, "--channel", "beta", "--format", "json")
+    assert result.exit_code == 0, result.output
