@@ -20,6 +20,7 @@ import pytest
 
 from kryten_rules.service.bot import Bot
 from kryten_rules.service.embedded import EmbeddedNats
+from kryten_rules.service.kvcodec import channel_prefix
 from kryten_rules.service.statesync import MemoryBackend
 from tests.nats_fixtures import (
     DOMAIN,
@@ -51,7 +52,7 @@ rules:
 """
 
 
-def write_three(tmp_path: Path, nats_url: str) -> Path:
+def write_three(tmp_path: Path, nats_url: str, extra: str = "") -> Path:
     entries = []
     for channel, (username, persona) in CHANNELS.items():
         write_rules(tmp_path / "rules" / channel / "main.yaml", persona_rules(persona))
@@ -63,7 +64,7 @@ def write_three(tmp_path: Path, nats_url: str) -> Path:
     cfg.write_text(
         "kryten_rules_config: 1\n"
         f'nats: {{url: "{nats_url}"}}\n'
-        "log: {responses: logs/responses.jsonl}\n"
+        "log: {responses: logs/responses.jsonl}\n" + extra
         "channels:\n" + "\n".join(entries) + "\n",
         encoding="utf-8",
     )
@@ -280,3 +281,32 @@ async def test_each_channel_watches_its_own_files(
         }
     finally:
         await bot.stop(grace=1.0)
+
+
+async def test_each_channel_keeps_its_keys_in_the_jetstream_bucket(
+    tmp_path: Path, nats_server: EmbeddedNats, robots: dict[str, RobotClient]
+) -> None:
+    bucket = "kr_test_channels"
+    cfg = write_three(tmp_path, nats_server.url, f"state: {{store: jetstream, bucket: {bucket}}}\n")
+    bot = make_bot(cfg, nats_url=nats_server.url)
+    await bot.start()
+    kv = await robots["alpha"].nc.jetstream(timeout=2).key_value(bucket)
+
+    async def keys() -> list[str]:
+        try:
+            return list(await kv.keys())
+        except Exception:  # no keys yet
+            return []
+
+    try:
+        await robots["gamma"].chat("erin", "gus!")
+        await settle(bot, robots["alpha"], events=1)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await keys():  # written behind, within a second or so
+            assert asyncio.get_running_loop().time() < deadline, "no state keys written"
+            await asyncio.sleep(0.05)
+        assert all(bot.find_channel(c).state_sync is not None for c in CHANNELS)
+    finally:
+        await bot.stop(grace=1.0)
+    written = await keys()
+    assert written and all(k.startswith(channel_prefix(DOMAIN, "gamma")) for k in written)
