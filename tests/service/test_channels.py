@@ -64,8 +64,11 @@ def write_three(tmp_path: Path, nats_url: str, extra: str = "") -> Path:
     cfg.write_text(
         "kryten_rules_config: 1\n"
         f'nats: {{url: "{nats_url}"}}\n'
-        "log: {responses: logs/responses.jsonl}\n" + extra
-        "channels:\n" + "\n".join(entries) + "\n",
+        "log: {responses: logs/responses.jsonl}\n"
+        + extra
+        + "channels:\n"
+        + "\n".join(entries)
+        + "\n",
         encoding="utf-8",
     )
     return cfg
