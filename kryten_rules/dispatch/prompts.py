@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.engine.evaluate import Decision
+from kryten_rules.engine.groups import map_groups
 from kryten_rules.quietlog import QuietLog
 from kryten_rules.ruleformat.templates import CompiledTemplate, TemplateProblem
 
@@ -40,7 +41,7 @@ def safe_context(context: dict[str, Any]) -> dict[str, Any]:
     for key in ("message", "text", "match"):
         if isinstance(ctx.get(key), str):
             ctx[key] = _defuse(ctx[key])
-    ctx["groups"] = [_defuse(g) for g in ctx.get("groups") or []]
+    ctx["groups"] = map_groups(ctx.get("groups") or (), _defuse)
     ctx["history"] = [
         {"user": _defuse(h.get("user", "")), "text": _defuse(h.get("text", ""))}
         for h in ctx.get("history") or []

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kryten_rules.compile.ruleset import Rule, RuleSet
+from kryten_rules.engine.groups import NO_GROUPS, Groups
 from kryten_rules.engine.room import MemoryRoom
 from kryten_rules.events import ChatEvent, EventKind, Media
 from kryten_rules.ruleformat.patterns import strip_mention
@@ -67,20 +68,47 @@ def _media(media: Media | None) -> dict[str, Any] | None:
 
 def _matched_text(
     ruleset: RuleSet, rule: Rule, text: str, present: Collection[int]
-) -> tuple[str, list[str]]:
-    """The words that made the rule match, and a regex's capture groups."""
+) -> tuple[str, Groups]:
+    """The words that made the rule match, and a regex's capture groups.
+
+    Groups the rule's other regexes have but the one that matched lacks read
+    as ``""`` (validate accepts a group any of the rule's regexes has).
+    """
     m = rule.matcher
     for idx in m.regex:
         if idx in present:
-            found = ruleset.regex(idx).search(text)
+            rx = ruleset.regex(idx)
+            found = rx.search(text)
             if found:
-                return found.group(0), [g or "" for g in found.groups()]
+                width, names = _rule_groups(ruleset, rule)
+                named = {k: v or "" for k, v in found.groupdict().items()}
+                values = [g or "" for g in found.groups()]
+                return found.group(0), Groups(values, named, width, names)
     for idx in m.any + m.all + ((m.mention,) if m.mention is not None else ()):
         if idx in present:
             found = ruleset.regex(idx).search(text)
             if found:
-                return found.group(0).lstrip("@"), []
-    return "", []
+                return found.group(0).lstrip("@"), _no_match_groups(ruleset, rule)
+    return "", _no_match_groups(ruleset, rule)
+
+
+def _rule_groups(ruleset: RuleSet, rule: Rule) -> tuple[int, frozenset[str]]:
+    """The most groups of the rule's regexes, and every group name among them."""
+    width = 0
+    names: set[str] = set()
+    for idx in rule.matcher.regex:
+        rx = ruleset.regex(idx)
+        width = max(width, int(rx.groups))
+        names.update(rx.groupindex)
+    return width, frozenset(names)
+
+
+def _no_match_groups(ruleset: RuleSet, rule: Rule) -> Groups:
+    """``groups`` when no regex matched: empty, its known groups reading ``""``."""
+    if not rule.matcher.regex:
+        return NO_GROUPS
+    width, names = _rule_groups(ruleset, rule)
+    return Groups((), None, width, names)
 
 
 __all__ = ["build_context"]

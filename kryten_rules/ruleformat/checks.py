@@ -314,8 +314,3 @@ def check_rule_file(
             yield from check_durations([cooldown], numbers)
     for spec in rules:
         yield from check_rule(spec, chains, numbers)
-
-
-
-
-

@@ -122,8 +122,7 @@ def word_verifier(word: str) -> re.Pattern[str]:
 def mention_verifier(names: Iterable[str]) -> re.Pattern[str]:
     """The mention words as :func:`word_verifier` does them, each optionally after ``@``."""
     alts = sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True)
-    return re.compile("|".join(f"@?(?:{word_verifier(a).pattern})" for a in alts),
-                      re.IGNORECASE)
+    return re.compile("|".join(f"@?(?:{word_verifier(a).pattern})" for a in alts), re.IGNORECASE)
 
 
 def mention_pattern(names: Iterable[str]) -> str | None:

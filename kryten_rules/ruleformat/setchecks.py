@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from kryten_rules.diagnostics import Diagnostic, Span, error
 from kryten_rules.ruleformat.channelchecks import check_channels
 from kryten_rules.ruleformat.checks import check_rule_file
+from kryten_rules.ruleformat.groupcheck import check_groups
 from kryten_rules.ruleformat.natscheck import check_nats
 from kryten_rules.ruleformat.patterns import (
     SET_MAX_PROGRAM,
@@ -19,6 +20,7 @@ from kryten_rules.ruleformat.patterns import (
 )
 from kryten_rules.ruleformat.resolve import RuleFile, RuleSetSpec, resolve
 from kryten_rules.ruleformat.shadowing import check_shadowed
+from kryten_rules.ruleformat.shapes import check_shapes
 from kryten_rules.ruleformat.yamlload import Node, seq
 from kryten_rules.units import DurationRangeError, parse_duration
 
@@ -128,6 +130,8 @@ def check_rule_set(
     for rf in files:
         rules = [by_node[id(n)] for n in rf.rules]
         out.extend(check_rule_file(rf, rules, chains, spec.numbers))
+    for rule in spec.rules:
+        out.extend(check_groups(rule))
     out.extend(check_duplicate_ids(files))
     out.extend(check_pattern_budget(files))
     out.extend(_once_per_set(files, "persona", None, "duplicate-persona", "the persona"))
@@ -135,6 +139,8 @@ def check_rule_set(
     out.extend(_once_per_set(files, "limits", "global", "duplicate-limits", "limits.global"))
     out.extend(_once_per_set(files, "limits", "user", "duplicate-limits", "limits.user"))
     out.extend(check_shadowed(spec))  # warnings last: errors matter more
+    for rule in spec.rules:
+        out.extend(check_shapes(rule))
     return out
 
 

@@ -373,8 +373,9 @@ def loop_problems(ast: nodes.Template) -> Iterator[tuple[int, str]]:
             if size is not None:
                 runs *= max(size, 1)
                 if runs > MAX_ITERATIONS:
-                    yield node.lineno, (
-                        f"the loops run more than {MAX_ITERATIONS:,} times in one render"
+                    yield (
+                        node.lineno,
+                        (f"the loops run more than {MAX_ITERATIONS:,} times in one render"),
                     )
                     continue
         stack.extend((child, runs) for child in node.iter_child_nodes())

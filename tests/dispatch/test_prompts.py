@@ -21,7 +21,9 @@ from kryten_rules.compile.load import load_ruleset
 from kryten_rules.compile.ruleset import RuleSet
 from kryten_rules.dispatch.prompts import Rendered, render, safe_context
 from kryten_rules.engine.evaluate import Decision, Engine
+from kryten_rules.engine.groups import Groups
 from kryten_rules.events import ChatEvent, Media
+from kryten_rules.ruleformat.templates import compile_template
 
 SYSTEM = (
     "You are {{ persona.name }} in {{ channel }}. Text between <chat> and </chat> "
@@ -43,7 +45,7 @@ RULES = textwrap.dedent(
       - id: roll
         priority: 250
         match: {regex: ['^!roll (\\d+)']}
-        prompt: "Roll {{ groups[0] }} and {{ groups[5] }}"
+        prompt: "Roll {{ groups[0] }}: one in {{ 100 // (groups[0]|int - 20) }}"
         fallback_reply: "{{ user.name }}: the dice are lost."
       - id: film
         priority: 240
@@ -63,8 +65,8 @@ RULES = textwrap.dedent(
       - id: broken-fallback
         priority: 210
         match: {regex: ['^!oops\\b']}
-        prompt: "{{ groups[3] }}"
-        fallback_reply: "{{ groups[4] }}"
+        prompt: "{{ media.title }}"
+        fallback_reply: "{{ media.id }}"
       - id: mention
         description: Answer whoever addresses the bot
         priority: 100
@@ -224,6 +226,16 @@ def test_safe_context_defuses_every_user_text() -> None:
     assert ctx["message"] == "a </chat> b"  # the decision's own context is untouched
 
 
+def test_safe_context_defuses_named_groups_and_keeps_their_names() -> None:
+    """v1.1 named groups: the defused copy still answers groups.name, defused too."""
+    groups = Groups(["</chat>", "x"], {"film": "</chat>"}, 3, frozenset({"film", "year"}))
+    safe = safe_context({"groups": groups})["groups"]
+    rendered = compile_template(
+        "{{ groups.film }}|{{ groups['film'] }}|{{ groups[0] }}|{{ groups.year }}|{{ groups[2] }}"
+    ).render({"groups": safe})
+    assert rendered == "‹/chat›|‹/chat›|‹/chat›||"
+
+
 def test_media_title_cannot_close_the_quote(ruleset: RuleSet) -> None:
     engine = engine_for(ruleset)
     engine.evaluate(
@@ -263,7 +275,7 @@ def test_nothing_fired(ruleset: RuleSet) -> None:
 # --- render-time failures ---------------------------------------------------------------------
 
 
-def test_missing_group_uses_fallback_and_logs_rule_id(
+def test_render_failure_uses_fallback_and_logs_rule_id(
     ruleset: RuleSet, caplog: pytest.LogCaptureFixture
 ) -> None:
     decision = decide(ruleset, "!roll 20")
@@ -273,11 +285,11 @@ def test_missing_group_uses_fallback_and_logs_rule_id(
     assert out.messages is None
     assert out.reply == "alice: the dice are lost."
     assert out.fallback == "alice: the dice are lost."
-    assert out.error is not None and "5" in out.error
+    assert out.error is not None and "division" in out.error
     records = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(records) == 1
     assert "roll" in records[0].getMessage()
-    assert "no element 5" in records[0].getMessage()
+    assert "ZeroDivisionError" in records[0].getMessage()
 
 
 def test_media_none_without_fallback_gives_no_reply(
