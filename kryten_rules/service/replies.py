@@ -194,10 +194,12 @@ class Replies:
         if summary is None:  # nothing was sent: dry run, shadow, silent, or a failure
             if p.outcome is not None:
                 outcome = p.outcome
+            elif decision.shadow:  # a shadow prompt rule has no parts: it calls no model
+                outcome = "shadow"
             elif not p.parts:
                 outcome = "silent"
             else:
-                outcome = "shadow" if decision.shadow else "dry_run"
+                outcome = "dry_run"
             summary = Summary(outcome, 0)
         self._log(
             decision, p.prompt_hash, p.result, p.parts, p.via, summary.sent, took, p.error, summary
