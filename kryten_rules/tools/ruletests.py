@@ -119,6 +119,12 @@ def _check(expect: dict[str, Any], d: Decision, prompt: str | None, reply: str |
         elif d.blocked != expect["blocked"]:
             got = d.blocked or "no match"
             fails.append(f"expected blocked by {expect['blocked']!r}, got {got}")
+    if "detail_contains" in expect:
+        want = expect["detail_contains"]
+        entry = d.blocked_by
+        if entry is None or want not in (entry.detail or ""):
+            got = f"{entry.reason}: {entry.detail or 'no detail'}" if entry else "nothing blocked"
+            fails.append(f"expected the block's detail to contain {want!r}, got {got}")
     if "would_fire" in expect:
         want = expect["would_fire"]
         wanted = [want] if isinstance(want, str) else list(want)

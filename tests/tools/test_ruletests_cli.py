@@ -537,3 +537,37 @@ def test_explain_and_replay_without_rules_are_usage_errors(
     runner = CliRunner()
     assert runner.invoke(main, ["explain", "hi"]).exit_code == 2
     assert runner.invoke(main, ["replay", str(log)]).exit_code == 2
+
+
+def test_detail_contains_checks_where_the_block_was_set(project: Path) -> None:
+    """v1.1: expect.detail_contains reads the blocking trace entry's detail."""
+    path = write(
+        project / "tests" / "detail.test.yaml",
+        """\
+        kryten_rules_test: 1
+        rules: ../rules
+        cases:
+          - name: right
+            events:
+              - {at: 0s, user: alice, say: "hello", expect: {fires: greet}}
+              - at: 20s
+                user: bob
+                say: "hello"
+                expect: {blocked: cooldown.rule, detail_contains: "40s left, set by rule greet"}
+          - name: wrong
+            events:
+              - {at: 0s, user: alice, say: "hello", expect: {fires: greet}}
+              - at: 20s
+                user: bob
+                say: "hello"
+                expect: {blocked: cooldown.rule, detail_contains: "limits.user"}
+        """,
+    )
+    r = run("test", path)
+    assert r.exit_code == 1, r.output
+    assert "1 passed, 1 failed" in r.output
+    assert "FAIL" in r.output and ": wrong" in r.output
+    assert (
+        "expected the block's detail to contain 'limits.user', got cooldown.rule: 40s left, "
+        "set by rule greet" in r.output
+    )
