@@ -63,6 +63,12 @@ class Code(StrEnum):
     RANK_RANGE = "rank-range"
     REGEX_TOO_LARGE = "regex-too-large"
     UNKNOWN_CHAIN = "unknown-chain"
+    # --- Shapes that cannot do what they say (v1.1, ruleformat/shapes.py)
+    MATCH_WITHOUT_TEXT = "match-without-text"
+    MENTION_WITHOUT_TEXT = "mention-without-text"
+    PM_WITHOUT_SENDER = "pm-without-sender"
+    PROBABILITY_ZERO = "probability-zero"
+    USER_WITHOUT_SENDER = "user-without-sender"
     # --- Timers and when.chat (v1.1, ruleformat/timerchecks.py)
     CHAT_WINDOW = "chat-window"
     EVERY_NOT_TIMER = "every-not-timer"
@@ -99,6 +105,7 @@ class Code(StrEnum):
     TEMPLATE_RENDER = "template-render"
     TEMPLATE_SYNTAX = "template-syntax"
     TEMPLATE_UNKNOWN_FILTER = "template-unknown-filter"
+    TEMPLATE_UNKNOWN_GROUP = "template-unknown-group"
     TEMPLATE_UNKNOWN_NAME = "template-unknown-name"
     TEMPLATE_UNKNOWN_TEST = "template-unknown-test"
     TEMPLATE_UNSAFE = "template-unsafe"

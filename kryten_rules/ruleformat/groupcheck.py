@@ -22,6 +22,7 @@ from functools import lru_cache, partial
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
 
+from kryten_rules.codes import Code
 from kryten_rules.diagnostics import Diagnostic, Span, error
 from kryten_rules.ruleformat.checks import resolve_template_file
 from kryten_rules.ruleformat.patterns import compile_one, program_size
@@ -183,7 +184,7 @@ def check_groups(spec: RuleSpec) -> Iterator[Diagnostic]:
                 else "groups count from 0"
             )
             yield error(
-                "template-unknown-group",
+                Code.TEMPLATE_UNKNOWN_GROUP,
                 f"{what} of rule {name!r}: {ref.shown} is not a group of the rule's regexes",
                 span_of(ref.line, ref.needle),
                 f"{have.describe()}; {how}",

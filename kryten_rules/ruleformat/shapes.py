@@ -6,69 +6,58 @@ wrote, a rule that is never drawn, a PM to an event without a sender, a
 template reading ``user`` where there is no user. They are warnings (the rule
 set is usable); ``validate --strict`` fails on them.
 
-What each event kind carries is in :data:`KINDS`, the one place to add a kind.
+What each event kind carries is ``events.EventKind`` (``has_text``, ``has_sender``),
+the one place to add a kind. Timers have checks of their own (``timerchecks``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from kryten_rules.codes import Code
 from kryten_rules.diagnostics import Diagnostic, warning
+from kryten_rules.events import EventKind
 from kryten_rules.ruleformat.groupcheck import rule_templates, template_reads
 from kryten_rules.ruleformat.resolve import RuleSpec
 
 
-@dataclass(frozen=True, slots=True)
-class KindTraits:
-    """What an event of one kind carries, as the engine sees it.
-
-    ``text``: ``"said"`` for what someone wrote (chat, PM), ``"title"`` for a
-    media change (the engine matches the title), ``""`` for none (a join, a
-    timer): ``match`` of any kind never matches there.
-    ``sender``: a person caused it, so ``user``, rank multipliers and a PM
-    back make sense.
-    """
-
-    text: str
-    sender: bool
+def _text_of(kind: EventKind) -> str:
+    """What ``match`` sees for a kind: ``"said"`` (what someone wrote: chat, PM),
+    ``"title"`` (a media change: the engine matches the title, which nobody writes to
+    the bot) or ``""`` (a join: nothing, so no match holds)."""
+    if kind.has_text:
+        return "said"
+    return "title" if kind is EventKind.CHANGEMEDIA else ""
 
 
-KINDS: dict[str, KindTraits] = {
-    "chatmsg": KindTraits(text="said", sender=True),
-    "pm": KindTraits(text="said", sender=True),
-    "changemedia": KindTraits(text="title", sender=False),
-    "adduser": KindTraits(text="", sender=True),
-    "timer": KindTraits(text="", sender=False),
-}
 _POSITIVE_MATCH = ("any", "all", "regex")
 
 
-def _match_warnings(spec: RuleSpec, name: str, traits: KindTraits) -> Iterator[Diagnostic]:
+def _match_warnings(spec: RuleSpec, name: str, text: str) -> Iterator[Diagnostic]:
     match = spec.get("match")
     if match is None or not match.is_map:
         return
     mention = match.get("mention")
-    if mention is not None and mention.value is True and traits.text != "said":
+    if mention is not None and mention.value is True and text != "said":
         what = (
             "a media change's title, which nobody writes to the bot"
-            if traits.text == "title"
+            if text == "title"
             else "no text"
         )
         yield warning(
-            "mention-without-text",
+            Code.MENTION_WITHOUT_TEXT,
             f"rule {name!r} (on: {spec.on}) asks for a mention, but the event carries {what}",
             match.key_span("mention"),
             "use match.any for words of the title"
-            if traits.text == "title"
+            if text == "title"
             else "drop match.mention, or put the rule on chatmsg or pm",
         )
-    if traits.text:
+    if text:
         return
     for key in _POSITIVE_MATCH:
         if match.get(key) is not None:
             yield warning(
-                "match-without-text",
+                Code.MATCH_WITHOUT_TEXT,
                 f"rule {name!r} (on: {spec.on}) has match.{key}, but the event carries no "
                 "text: the rule never matches",
                 match.key_span(key),
@@ -79,24 +68,27 @@ def _match_warnings(spec: RuleSpec, name: str, traits: KindTraits) -> Iterator[D
 def check_shapes(spec: RuleSpec) -> Iterator[Diagnostic]:
     """The shape warnings of one resolved rule (defaults merged)."""
     name = spec.id or "?"
-    traits = KINDS.get(spec.on)
     prob = spec.get("probability")
     if spec.probability == 0 and prob is not None:
         yield warning(
-            "probability-zero",
+            Code.PROBABILITY_ZERO,
             f"rule {name!r} has probability 0: it never fires",
             prob.span,
             "to switch a rule off say enabled: false; to try it on the side, mode: shadow",
         )
-    if traits is None:
+    try:
+        kind = EventKind(spec.on)
+    except ValueError:
         return  # an unknown `on`: the schema says so
-    yield from _match_warnings(spec, name, traits)
-    if traits.sender:
+    if kind is EventKind.TIMER:
+        return  # timerchecks: timer-match, timer-respond-via, timer-user
+    yield from _match_warnings(spec, name, _text_of(kind))
+    if kind.has_sender:
         return
     via = spec.get("respond_via")
     if via is not None and via.value == "pm":
         yield warning(
-            "pm-without-sender",
+            Code.PM_WITHOUT_SENDER,
             f"rule {name!r} (on: {spec.on}) answers by PM, but the event has no sender to "
             "send it to",
             via.span,
@@ -106,7 +98,7 @@ def check_shapes(spec: RuleSpec) -> Iterator[Diagnostic]:
         line = template_reads(source).user_line
         if line is not None:
             yield warning(
-                "user-without-sender",
+                Code.USER_WITHOUT_SENDER,
                 f"{what} of rule {name!r} (on: {spec.on}) reads user, but the event has no "
                 "sender: user.name is empty and user.rank 0",
                 span_of(line, "user"),
@@ -114,4 +106,4 @@ def check_shapes(spec: RuleSpec) -> Iterator[Diagnostic]:
             )
 
 
-__all__ = ["KINDS", "KindTraits", "check_shapes"]
+__all__ = ["check_shapes"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -12,9 +11,6 @@ from click.testing import CliRunner
 from kryten_rules.cli import main
 from kryten_rules.compile.load import check_paths
 from kryten_rules.diagnostics import Severity
-from kryten_rules.ruleformat.shapes import KINDS
-
-SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "rules.schema.json"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -30,25 +26,25 @@ def warnings(tmp_path: Path, text: str) -> list[tuple[str, int, int]]:
     return [(d.code, d.span.line, d.span.column) for d in diags]
 
 
-def test_every_event_kind_of_the_schema_has_its_traits() -> None:
-    """Adding a kind to ``on`` without saying what it carries fails here."""
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    kinds: set[str] = set()
-    stack: list[object] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            on = (
-                node.get("properties", {}).get("on")
-                if isinstance(node.get("properties"), dict)
-                else None
+def test_a_timer_gets_its_own_checks_not_these_twice(tmp_path: Path) -> None:
+    """What a timer cannot have is timerchecks' (timer-user, ...): reported once."""
+    diags = check_paths(
+        [
+            write(
+                tmp_path,
+                """\
+                kryten_rules: 1
+                rules:
+                  - id: nudge
+                    on: timer
+                    every: 30m
+                    probability: 0
+                    reply: "hi {{ user.name if user else 'all' }}"
+                """,
             )
-            if isinstance(on, dict) and "enum" in on:
-                kinds.update(on["enum"])
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    assert kinds and kinds <= set(KINDS)
+        ]
+    ).diagnostics
+    assert sorted(d.code for d in diags) == ["probability-zero", "timer-user"]
 
 
 def test_shapes_that_work_are_not_warned_about(tmp_path: Path) -> None:
