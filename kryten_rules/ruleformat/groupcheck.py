@@ -54,16 +54,25 @@ class RegexGroups:
         return "the rule's regexes have " + numbered + (f"; named: {named}" if named else "")
 
 
+@lru_cache(maxsize=8192)
+def _pattern_groups(pattern: str) -> tuple[int, frozenset[str]] | None:
+    """One pattern's group count and names (None: RE2 rejects it, ``bad-regex`` says so).
+    Cached: the next reload asks about the same patterns."""
+    if isinstance(program_size(pattern), str):
+        return None
+    compiled = compile_one(pattern)
+    return int(compiled.groups), frozenset(compiled.groupindex)
+
+
 def regex_groups(patterns: list[str]) -> RegexGroups:
-    """The groups of patterns that compile (a bad one is reported as ``bad-regex``)."""
+    """The groups of the patterns that compile."""
     width = 0
     names: set[str] = set()
     for pattern in patterns:
-        if isinstance(program_size(pattern), str):
-            continue
-        compiled = compile_one(pattern)
-        width = max(width, int(compiled.groups))
-        names.update(compiled.groupindex)
+        found = _pattern_groups(pattern)
+        if found is not None:
+            width = max(width, found[0])
+            names.update(found[1])
     return RegexGroups(width, frozenset(names), len(patterns))
 
 
