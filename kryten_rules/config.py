@@ -97,6 +97,10 @@ class CytubeConfig:
 DEFAULT_STATE_BUCKET = "kryten_rules_state"
 
 
+DEFAULT_LEASE_TTL = 3.0
+"""Seconds after a lease holder's last renewal that a standby takes its channel over."""
+MIN_LEASE_TTL = 1.0
+
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     """Where cooldowns and budgets live: ``memory`` (this process) or ``jetstream``
@@ -104,6 +108,8 @@ class StateConfig:
 
     store: str = "memory"
     bucket: str = DEFAULT_STATE_BUCKET
+    # with store jetstream, instances on one channel hold it by a lease (service/lease.py)
+    lease_ttl: float = DEFAULT_LEASE_TTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,8 @@ class ServiceConfig:
     state: StateConfig = field(default_factory=StateConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     max_in_flight: int = 4
+    # (burst, messages a second): CyTube's flood limit below moderator
+    pacing: tuple[int, float] = (4, 1.0)
     metrics_port: int | None = DEFAULT_METRICS_PORT
     metrics_host: str = "127.0.0.1"
     reply_max_age: float = 60.0
@@ -276,6 +284,9 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         top |= {"channels": channels, "cytube": channels[0].cytube, "rules": channels[0].rules}
     else:
         top |= {"cytube": _cytube(doc.get("cytube") or {}), "rules": _paths(doc.get("rules"), base)}
+    pacing = doc.get("pacing") or {}
+    if pacing:
+        top["pacing"] = (int(pacing.get("burst", 4)), float(pacing.get("per_second", 1.0)))
     if metrics.get("port") is not None:
         top["metrics_port"] = int(metrics["port"])
     if metrics.get("host") is not None:
@@ -286,7 +297,11 @@ def config_from_plain(doc: Mapping[str, Any], path: Path | None = None) -> Servi
         models=models,
         chains=chains,
         log=LogConfig(**_given(log, "responses", "level")),
-        state=StateConfig(**_given(doc.get("state") or {}, "store", "bucket")),
+        state=StateConfig(
+            **_given(
+                doc.get("state") or {}, "store", "bucket", "lease_ttl", durations=("lease_ttl",)
+            )
+        ),
         events=EventsConfig(**_given(doc.get("events") or {}, "replies", "decisions")),
         **top,
     )

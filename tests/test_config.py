@@ -99,3 +99,12 @@ async def test_a_config_without_nats_or_domain_sends_replies(
     assert command["args"]["message"] == "pong"
     assert command["meta"]["domain"] == "cytu.be"
     assert command["meta"]["channel"] == CHANNEL
+
+
+def test_pacing_comes_from_the_config_and_defaults_to_cytubes_limit(tmp_path: Path) -> None:
+    from kryten_rules.config import config_from_plain
+
+    base = {"kryten_rules_config": 1, "cytube": {"channel": "c", "username": "b"}, "rules": []}
+    assert config_from_plain(base, tmp_path / "c.yaml").pacing == (4, 1.0)
+    fast = {**base, "pacing": {"burst": 20, "per_second": 10}}
+    assert config_from_plain(fast, tmp_path / "c.yaml").pacing == (20, 10.0)

@@ -8,6 +8,7 @@ import difflib
 import math
 from collections.abc import Iterable, Iterator, Mapping
 
+from kryten_rules.config import MIN_LEASE_TTL
 from kryten_rules.diagnostics import Diagnostic, Span, error
 from kryten_rules.ruleformat.channelchecks import check_channels
 from kryten_rules.ruleformat.checks import check_rule_file
@@ -155,6 +156,9 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
     in every kind of file, see ``numbers.py``.)
     """
     durations = [(key, root.get(key)) for key in ("reply_max_age", "history_slack", "heartbeat")]
+    state = root.get("state")
+    if state is not None and state.is_map:
+        durations.append(("state.lease_ttl", state.get("lease_ttl")))
     for section, key in (("chains", "deadline"), ("models", "timeout")):
         block = root.get(section)
         for name, item in block.items() if block is not None else ():
@@ -174,6 +178,13 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
                 yield error(
                     "bad-duration",
                     f"heartbeat: at least {MIN_HEARTBEAT:g}s (the ecosystem's is 30s)",
+                    given.span,
+                )
+            if where == "state.lease_ttl" and seconds < MIN_LEASE_TTL:
+                # renewals every ttl/3 of a few hundred ms lose the lease on any busy moment
+                yield error(
+                    "bad-duration",
+                    f"state.lease_ttl: at least {MIN_LEASE_TTL:g}s (the default is 3s)",
                     given.span,
                 )
 

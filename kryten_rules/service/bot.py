@@ -58,6 +58,7 @@ from kryten_rules.service.channel import (
 )
 from kryten_rules.service.control import RULES_COMMAND_SUBJECT, Control
 from kryten_rules.service.embedded import EmbeddedNats
+from kryten_rules.service.failover import hold_channels, release, stop_deciding
 from kryten_rules.service.firstchannel import FirstChannel
 from kryten_rules.service.lifecycle import (
     DISCOVERY_SUBJECT,
@@ -128,7 +129,7 @@ class Bot(FirstChannel):
         watch_interval: float | None = 1.0,
         metrics_port: int | None = None,
         serve_http: bool = True,
-        pacing: tuple[int, float] = (4, 1.0),
+        pacing: tuple[int, float] | None = None,  # None: the config's
         on_decision: Callable[[Decision], None] | None = None,
         send_timeout: float = SEND_TIMEOUT,
         bus: Bus | None = None,
@@ -150,7 +151,7 @@ class Bot(FirstChannel):
         self.metrics_port = port if serve_http else None
         self._nats_url = nats_url
         self._completion = completion
-        self._pacing = pacing
+        self._pacing = pacing if pacing is not None else config.pacing
         self.bus: Bus | None = bus  # given: used as it is (not connected, not closed here)
         self._own_bus = bus is None
         self._state_backend = state_backend  # None: state lives in this process only
@@ -245,6 +246,9 @@ class Bot(FirstChannel):
             if not warming.done():
                 warming.cancel()
         await self._subscribe()
+        if self.config.state.store == "jetstream" and self.nc is not None:  # failover
+            await hold_channels(self.channels, self.nc, ttl=self.config.state.lease_ttl,
+                                metrics=self.metrics, spawn=self._spawn, quiet=self._quiet)
         for ch in self.channels:  # events out, timers
             ch.run_tasks()
         if self.watch_interval:
@@ -312,6 +316,7 @@ class Bot(FirstChannel):
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subs = []
+        await stop_deciding(self.channels)  # failover: a standby decides what comes now
         busy = [t for t in self._tasks if t.get_name() == "respond"]
         if busy:
             await asyncio.wait(busy, timeout=grace)
@@ -319,6 +324,7 @@ class Bot(FirstChannel):
         busy = [t for t in self._tasks if t.get_name() == "respond"]
         if busy:  # their parts all have outcomes now: let them write their lines
             await asyncio.wait(busy, timeout=0.5)
+        await release(self.channels)  # SIGTERM hands the channels over at once
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -27,6 +27,7 @@ from kryten_rules.engine.state import MemoryStore
 from kryten_rules.redact import mask_credentials
 from kryten_rules.service import commands
 from kryten_rules.service.bus import Message
+from kryten_rules.service.failover import lease_health
 from kryten_rules.service.lifecycle import SERVICE
 from kryten_rules.tools.explain import check_timer_name, explain_event_isolated
 from kryten_rules.units import parse_rank
@@ -84,6 +85,9 @@ class Control:
         is); ``channels`` has each channel's own (``ChannelRuntime.health``)."""
         bot = self.bot
         channels = [ch.health() for ch in bot.channels]
+        for entry, ch in zip(channels, bot.channels, strict=True):
+            if (lease := lease_health(ch)) is not None:  # failover: held here, or standing by
+                entry["lease"] = lease
         connected = bool(bot.bus is not None and bot.bus.connected)
         ok = connected and all(c["status"] == "ok" for c in channels)
         failures = [c["last_send_failure"] for c in channels if c["last_send_failure"]]

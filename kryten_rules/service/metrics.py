@@ -134,6 +134,13 @@ class Metrics:
             "1 while the state backend (JetStream KV) answers, 0 while state is memory-only.",
             registry=r,
         )
+        # set by bot._start_lease with state.store: jetstream (failover)
+        self.lease_held = Gauge(
+            "kryten_rules_lease_held",
+            "1 while this instance holds the channel's lease and answers it; 0 on a standby.",
+            ["channel"],
+            registry=r,
+        )
         self.state_unflushed = Gauge(
             "kryten_rules_state_unflushed",
             "Changed state keys kept in memory until the state backend takes them.",

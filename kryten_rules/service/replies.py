@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from kryten_rules.compile.ruleset import RuleSet
@@ -36,6 +36,7 @@ log = logging.getLogger("kryten_rules.service")
 MAX_PENDING_REPLIES = 64  # model replies being prepared at once (admitted, not yet queued)
 MAX_PENDING_FIXED = 256  # fixed replies likewise; they take microseconds each
 FIXED_CONCURRENCY = 16
+NOT_OWNER = "not_owner"  # the response-log outcome of a reply fenced off by the lease
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], object]
 
@@ -66,6 +67,9 @@ class Replies:
         self.responder: Responder | None = None
         self.events: EventsOut | None = None  # reply events for other services
         self.pending = 0  # replies admitted and not yet logged
+        # failover: claims the event in the channel's lease before a part is sent;
+        # False (the lease was lost) drops the reply (service/lease.py)
+        self.fence: Callable[[Decision], Awaitable[bool]] | None = None
         # model replies and fixed ones are admitted separately: a fixed reply
         # never waits behind model calls
         self.llm_lane = Lane("model", limit=MAX_PENDING_REPLIES, concurrency=max(1, max_in_flight))
@@ -75,6 +79,10 @@ class Replies:
         rule = decision.rule
         assert rule is not None
         return self.llm_lane if rule.needs_llm and not decision.shadow else self.fixed_lane
+
+    def no_room_for(self, decision: Decision) -> str | None:
+        """Why a reply to this fired decision could not be admitted now, or None."""
+        return self._no_room(self._lane(decision))
 
     def _no_room(self, lane: Lane) -> str | None:
         """Why a reply cannot be admitted now, or None.
@@ -168,6 +176,10 @@ class Replies:
         plan = await self.responder.plan(decision, ruleset)
         if plan.outcome is not None or not plan.parts or self.dry_run or decision.shadow:
             return plan
+        if self.fence is not None and not await self.fence(decision):
+            # failover: the lease is another instance's now; it decides this event
+            why = "another instance holds the channel's lease"
+            return ReplyPlan(None, plan.result, [], plan.via, error=why, outcome=NOT_OWNER)
         try:
             sends = PartOutcomes(len(plan.parts))
             for i, part in enumerate(plan.parts):

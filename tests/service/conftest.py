@@ -8,7 +8,10 @@ answers, by model), ``rules_text`` (the rule file) and ``config_extra``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,31 @@ async def start_bot(config_path: Path) -> AsyncIterator[BotFactory]:
 async def bot(start_bot: BotFactory) -> Bot:
     """One started bot on ``config_path``."""
     return await start_bot()
+
+
+def _exe() -> list[str]:
+    exe = Path(sys.executable).parent / "kryten-rules"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "kryten_rules"]
+
+
+@pytest.fixture
+async def processes(tmp_path: Path) -> AsyncIterator[Callable[[Path], subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(cfg: Path) -> subprocess.Popen[bytes]:
+        env = {**os.environ, KEY_ENV: KEY_VALUE}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        log = (tmp_path / f"run{len(procs)}.log").open("wb")
+        proc = subprocess.Popen([*_exe(), "run", "--config", str(cfg)], env=env, cwd=tmp_path,
+                                stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -125,34 +123,6 @@ def chat_event(user: str, text: str) -> tuple[str, bytes]:
 
 
 # --- a restart, with real processes -------------------------------------------------------
-
-
-def _exe() -> list[str]:
-    exe = Path(sys.executable).parent / "kryten-rules"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "kryten_rules"]
-
-
-@pytest.fixture
-async def processes(tmp_path: Path) -> AsyncIterator[Callable[[Path], subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(cfg: Path) -> subprocess.Popen[bytes]:
-        env = {**os.environ, KEY_ENV: KEY_VALUE}
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        log = (tmp_path / f"run{len(procs)}.log").open("wb")
-        proc = subprocess.Popen([*_exe(), "run", "--config", str(cfg)], env=env, cwd=tmp_path,
-                                stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        procs.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
 
 
 async def test_a_restarted_process_keeps_alice_in_her_cooldown(
