@@ -122,11 +122,11 @@ def time_cli(script: Path, rules: Path, runs: int) -> list[float]:
 def imported_modules(script: Path, rules: Path) -> tuple[str, list[str]]:
     """How ``validate`` was started under ``python -X importtime``, and the modules it imported.
 
-    ``python -m kryten_rules.cli`` is preferred; where that module has no ``__main__``
-    block it silently does nothing, so fall back to running the console script file.
+    ``python -m kryten_rules`` is preferred (``kryten_rules/__main__.py`` runs the
+    command line); where that does not work, fall back to the console script file.
     """
     for how, argv in (
-        ("python -X importtime -m kryten_rules.cli", ["-m", "kryten_rules.cli"]),
+        ("python -X importtime -m kryten_rules", ["-m", "kryten_rules"]),
         (f"python -X importtime {script}", [str(script)]),
     ):
         res = subprocess.run(
