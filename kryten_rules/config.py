@@ -100,6 +100,7 @@ DEFAULT_STATE_BUCKET = "kryten_rules_state"
 DEFAULT_LEASE_TTL = 3.0
 """Seconds after a lease holder's last renewal that a standby takes its channel over."""
 MIN_LEASE_TTL = 1.0
+MAX_LEASE_TTL = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class StateConfig:

@@ -108,3 +108,20 @@ def test_pacing_comes_from_the_config_and_defaults_to_cytubes_limit(tmp_path: Pa
     assert config_from_plain(base, tmp_path / "c.yaml").pacing == (4, 1.0)
     fast = {**base, "pacing": {"burst": 20, "per_second": 10}}
     assert config_from_plain(fast, tmp_path / "c.yaml").pacing == (20, 10.0)
+
+
+def test_a_lease_ttl_past_an_hour_is_a_validate_error(tmp_path: Path) -> None:
+    from kryten_rules.compile.load import check_paths
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(
+        "kryten_rules: 1\nrules:\n  - {id: hi, match: {any: [hi]}, reply: hi}\n"
+    )
+    cfg = tmp_path / "kryten-rules.yaml"
+    for ttl, bad in (("1000000000d", True), ("2h", True), ("1h", False), ("3s", False)):
+        cfg.write_text(
+            "kryten_rules_config: 1\ncytube: {channel: c, username: b}\nrules: rules/\n"
+            f"state: {{store: jetstream, lease_ttl: {ttl}}}\n"
+        )
+        codes = [d.code for d in check_paths([cfg]).diagnostics if d.is_error]
+        assert ("bad-duration" in codes) is bad, (ttl, codes)

@@ -8,7 +8,7 @@ import difflib
 import math
 from collections.abc import Iterable, Iterator, Mapping
 
-from kryten_rules.config import MIN_LEASE_TTL
+from kryten_rules.config import MAX_LEASE_TTL, MIN_LEASE_TTL
 from kryten_rules.diagnostics import Diagnostic, Span, error
 from kryten_rules.ruleformat.channelchecks import check_channels
 from kryten_rules.ruleformat.checks import check_rule_file
@@ -178,6 +178,13 @@ def _config_numbers(root: Node) -> Iterator[Diagnostic]:
                 yield error(
                     "bad-duration",
                     f"heartbeat: at least {MIN_HEARTBEAT:g}s (the ecosystem's is 30s)",
+                    given.span,
+                )
+            if where == "state.lease_ttl" and seconds > MAX_LEASE_TTL:
+                # a bucket's max_age is int64 nanoseconds; a day is already no failover
+                yield error(
+                    "bad-duration",
+                    f"state.lease_ttl: at most {MAX_LEASE_TTL:g}s (the default is 3s)",
                     given.span,
                 )
             if where == "state.lease_ttl" and seconds < MIN_LEASE_TTL:

@@ -97,6 +97,14 @@ class ChannelLease:
 
     async def start(self) -> None:
         """Open (or make) the bucket and start trying to hold the lease."""
+        await self._open()
+        self._tasks = [
+            asyncio.create_task(self._hold(), name=f"lease-{self.key}"),
+            asyncio.create_task(self._watch(), name=f"lease-watch-{self.key}"),
+        ]
+
+    async def _open(self) -> None:
+        """The bucket, made when missing (also when it was deleted while running)."""
         from nats.js.api import KeyValueConfig
         from nats.js.errors import BucketNotFoundError
 
@@ -107,10 +115,15 @@ class ChannelLease:
             self._kv = await js.create_key_value(
                 KeyValueConfig(bucket=self.bucket, history=1, ttl=self.ttl)
             )
-        self._tasks = [
-            asyncio.create_task(self._hold(), name=f"lease-{self.key}"),
-            asyncio.create_task(self._watch(), name=f"lease-watch-{self.key}"),
-        ]
+            return
+        with contextlib.suppress(Exception):
+            ttl = (await self._kv.status()).ttl
+            if ttl and abs(ttl - self.ttl) > 0.01:
+                log.warning(
+                    "the lease bucket %s drops a lease after %gs, not lease_ttl %gs (it was "
+                    "made with another lease_ttl): delete it (nats kv rm %s) to change that",
+                    self.bucket, ttl, self.ttl, self.bucket,
+                )
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop renewing; with ``release``, hand the lease over at once (SIGTERM)."""
@@ -217,6 +230,8 @@ class ChannelLease:
                 self._quiet.warning(
                     f"lease-take:{self.key}", "cannot take the lease of %s: %s", self.key, exc
                 )
+                with contextlib.suppress(Exception):
+                    await self._open()  # the bucket deleted under us: made again
                 return
             self._answered.clear()
             self.holder = self.owner

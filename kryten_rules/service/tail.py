@@ -62,8 +62,17 @@ def _clock(iso: Any) -> str:
         return "--:--:--"
 
 
+# anyone may publish on the events' subjects: no control character reaches the terminal
+# (an escape sequence could recolour it, set its title, or forge a second line)
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
 def format_line(doc: dict[str, Any]) -> str:
-    """One event as one line of text."""
+    """One event as one line of text, control characters escaped."""
+    return _format(doc).translate(_CONTROLS)
+
+
+def _format(doc: dict[str, Any]) -> str:
     where = f"{_clock(doc.get('time'))} #{doc.get('channel', '')} {doc.get('user') or '-'}"
     if doc.get("type") == "reply":
         model = doc.get("model") or "fixed"

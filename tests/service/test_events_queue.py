@@ -170,3 +170,15 @@ def test_the_events_config_keys() -> None:
     config = config_from_plain({"events": {"decisions": "all", "replies": False}})
     assert (config.events.decisions, config.events.replies) == ("all", False)
     assert config_from_plain({}).events.decisions == "matched"
+
+
+def test_tail_escapes_control_characters_anyone_could_publish() -> None:
+    from kryten_rules.service.tail import format_line
+
+    forged = "\u001b[31mEVIL\u001b[0m\nFAKE 12:00:00 #c admin -> help"
+    line = format_line({"type": "reply", "rule": "x", "channel": "c", "user": forged,
+                        "parts": ["ok"]})
+    assert "\n" not in line and "\u001b" not in line
+    assert "\\x1b[31mEVIL" in line
+    title = format_line({"type": "decision", "event": "\u001b]0;owned\u0007chat", "user": "u"})
+    assert "\u001b" not in title and "\u0007" not in title

@@ -83,3 +83,19 @@ async def test_claims_reach_the_standby_and_a_lost_lease_claims_nothing(
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_deleted_bucket_is_made_again_and_the_standby_takes_over(
+    conns: list[object],
+) -> None:
+    a = await _lease(conns[0], "a")
+    assert await a.wait_owned(5)
+    b = await _lease(conns[1], "b")
+    try:
+        await wait_until(lambda: b.holder == "a", what="b sees a holding")
+        js = conns[1].jetstream()  # type: ignore[attr-defined]
+        await js.delete_key_value("test_leases_1")  # an operator's `nats kv rm`
+        await a.stop(release=False)  # and then the holder dies
+        assert await b.wait_owned(10 * TTL)
+    finally:
+        await b.stop()
