@@ -99,3 +99,23 @@ def test_a_channel_listed_twice_is_an_error_even_on_two_domains(tmp_path: Path) 
 def test_a_channel_needs_its_rules(tmp_path: Path) -> None:
     path = _config(tmp_path, "channels: [{channel: a, username: Bot}]\n")
     assert _codes(path) == ["missing-key"]
+
+
+@pytest.mark.parametrize("name", ["...", "*", ">>"])
+def test_a_channel_name_no_subject_can_carry_is_a_validate_error(
+    tmp_path: Path, name: str
+) -> None:
+    from kryten_rules.compile.load import check_paths
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(
+        "kryten_rules: 1\nrules:\n  - {id: hi, match: {any: [hi]}, reply: hi}\n"
+    )
+    for body in (
+        f'cytube: {{channel: "{name}", username: b}}\nrules: rules/\n',
+        f'channels:\n  - {{channel: "{name}", username: b, rules: rules/}}\n',
+    ):
+        cfg = tmp_path / "kryten-rules.yaml"
+        cfg.write_text("kryten_rules_config: 1\n" + body)
+        errors = [d for d in check_paths([cfg]).diagnostics if d.is_error]
+        assert any(d.code == "bad-value" and "subject" in d.message for d in errors), errors

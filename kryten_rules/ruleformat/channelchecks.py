@@ -18,8 +18,28 @@ from kryten_rules.ruleformat.yamlload import Node, seq
 from kryten_rules.wire import normalize_token
 
 
+def _unsubscribable(name: Node | None) -> Iterator[Diagnostic]:
+    """A channel name Kryten-Robot's subjects reduce to nothing (``...``, ``*``, ``>>``):
+    no subject can carry its events (it was a traceback at start)."""
+    if name is not None and isinstance(name.value, str) and not normalize_token(name.value):
+        yield error(
+            "bad-value",
+            f"channel {name.value!r}: nothing is left of it in a NATS subject (Kryten-Robot "
+            "drops dots, spaces to hyphens, wildcards and punctuation), so no event can reach it",
+            name.span,
+            "use the channel's name as CyTube has it",
+        )
+
+
 def check_channels(root: Node) -> Iterator[Diagnostic]:
-    """``cytube``/``rules`` or ``channels``, exactly one; no channel twice."""
+    """``cytube``/``rules`` or ``channels``, exactly one; no channel twice; every
+    channel name usable in a subject."""
+    cytube = root.get("cytube")
+    if cytube is not None and cytube.is_map:
+        yield from _unsubscribable(cytube.get("channel"))
+    for entry in seq(root.get("channels")):
+        if entry.is_map:
+            yield from _unsubscribable(entry.get("channel"))
     channels = root.get("channels")
     single = [k for k in ("cytube", "rules") if root.get(k) is not None]
     if channels is None:
