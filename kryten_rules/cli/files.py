@@ -61,7 +61,7 @@ def validate(paths: tuple[str, ...], config_path: str | None, fmt: str, strict: 
 
     from kryten_rules.compile.load import check_paths
 
-    paths = paths or (chosen_config(None),)
+    paths = paths or (config_path or chosen_config(None),)  # --config alone: check that one
 
     if list(paths).count(STDIN) > 1:
         click.echo("error: `-` (standard input) can be given once", err=True)
