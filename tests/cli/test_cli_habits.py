@@ -297,15 +297,17 @@ def test_a_missing_prompt_file_has_a_hint(tmp_path: Path) -> None:
     assert d["hint"].startswith("the path is relative to the rule file's directory: it names ")
 
 
-def test_validate_with_only_a_config_checks_that_config(tmp_path: Path) -> None:
+def test_validate_with_only_a_config_checks_that_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`validate --config F` (no paths) checks F and its rules; it used to ask for --config."""
     from click.testing import CliRunner
 
     from kryten_rules.cli import main
 
+    monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        assert runner.invoke(main, ["init", "."]).exit_code == 0
-        result = runner.invoke(main, ["validate", "--config", "kryten-rules.yaml"])
+    assert runner.invoke(main, ["init", "."]).exit_code == 0
+    result = runner.invoke(main, ["validate", "--config", "kryten-rules.yaml"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok:"), result.output
